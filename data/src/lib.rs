@@ -1,0 +1,1 @@
+//! Datasets for candle-zoo: hub parquet files, exact pixels, corruptions, samplers, batches.

@@ -1,0 +1,1 @@
+//! Shared runner, results writer, plots and CLI helpers for the candle-zoo experiment binaries.

@@ -1,0 +1,1 @@
+//! candle models with functional parameters, losses, optimisers and the meta-gradient step.
