@@ -1,1 +1,50 @@
 //! Shared runner, results writer, plots and CLI helpers for the candle-zoo experiment binaries.
+//!
+//! A paper binary is a thin `main`:
+//!
+//! ```ignore
+//! use clap::Parser;
+//! use zoo::cli::{CommonArgs, ExperimentConfig, Preset};
+//!
+//! #[derive(Parser)]
+//! struct Args {
+//!     #[command(flatten)]
+//!     common: CommonArgs,
+//!     /// Override the preset's number of epochs.
+//!     #[arg(long)]
+//!     epochs: Option<usize>,
+//! }
+//!
+//! fn main() -> anyhow::Result<()> {
+//!     zoo::init_process(); // FIRST statement: sets CANDLE_GRAD_DO_NOT_DETACH before any thread
+//!     let args = Args::parse();
+//!     let mut cfg = Config::preset(args.common.preset);
+//!     zoo::apply_overrides!(cfg, args; epochs);
+//!     let exp = zoo::Experiment::setup("mybinary", &args.common, cfg)?; // validates, then writes config.json
+//!     let outcome = zoo::runner::Runner::new(&exp).run(|seed| MyTask::new(&exp, seed))?;
+//!     // build a results::Summary from `outcome` and `exp.results.write_summary(..)`
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Modules: [`cli`] (flags, presets, overrides), [`runner`] (the one training loop harness,
+//! checkpoints, `--resume`, NaN guard), [`trainer`] (a ready-made classifier task for the runner),
+//! [`results`] (`results/<binary>/<preset>/`, atomic files, summary tables), [`plot`] (SVG charts),
+//! [`stats`] (mean ± std, Welch's t-test) and [`report`] (the `report` binary's logic).
+
+pub mod bagging;
+pub mod cli;
+pub mod confidence_penalty;
+pub mod distill;
+pub mod l2rw;
+pub mod plot;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod stats;
+pub mod trainer;
+
+mod process;
+
+pub use cli::{CommonArgs, ExperimentConfig, Preset};
+pub use process::{device, init_process, second_order_self_test, Experiment};

@@ -18,11 +18,21 @@ const FEATURES: &[&str] = &["cuda", "cudnn", "metal", "mkl", "accelerate"];
 
 fn metadata() -> serde_json::Value {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo metadata");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
 }
 
@@ -36,14 +46,23 @@ fn every_binary_is_owned_by_a_package_with_the_device_features() {
             .iter()
             .filter(|p| {
                 p["targets"].as_array().is_some_and(|ts| {
-                    ts.iter().any(|t| t["name"] == *bin && t["kind"][0] == "bin")
+                    ts.iter()
+                        .any(|t| t["name"] == *bin && t["kind"][0] == "bin")
                 })
             })
             .collect();
-        assert!(owners.len() <= 1, "binary {bin} is defined in several packages");
-        let Some(owner) = owners.first() else { continue };
+        assert!(
+            owners.len() <= 1,
+            "binary {bin} is defined in several packages"
+        );
+        let Some(owner) = owners.first() else {
+            continue;
+        };
         found += 1;
-        assert_eq!(owner["name"], "candle-zoo", "binary {bin} must live in the root package");
+        assert_eq!(
+            owner["name"], "candle-zoo",
+            "binary {bin} must live in the root package"
+        );
         for f in FEATURES {
             assert!(
                 owner["features"].get(*f).is_some(),
@@ -65,12 +84,13 @@ fn every_candle_crate_passes_the_device_features_through() {
             continue;
         }
         for f in FEATURES {
-            let list = p["features"][*f].as_array().unwrap_or_else(|| {
-                panic!("{} uses candle but lacks feature {f}", p["name"])
-            });
+            let list = p["features"][*f]
+                .as_array()
+                .unwrap_or_else(|| panic!("{} uses candle but lacks feature {f}", p["name"]));
             assert!(
-                list.iter().any(|x| x.as_str() == Some(&format!("candle-core/{f}"))
-                    || x.as_str().is_some_and(|s| s.ends_with(&format!("/{f}")))),
+                list.iter()
+                    .any(|x| x.as_str() == Some(&format!("candle-core/{f}"))
+                        || x.as_str().is_some_and(|s| s.ends_with(&format!("/{f}")))),
                 "{}: feature {f} does not reach candle: {list:?}",
                 p["name"]
             );

@@ -5,10 +5,21 @@
 //! Metal) and the fast CPU path (`Backend::Fast`, the default on CPU) whose backward passes are
 //! themselves built from differentiable ops, so second-order meta-gradients stay exact.
 //!
-//! This file currently routes everything to candle's ops (with the exact reshape+max pooling,
-//! since candle's `max_pool2d` backward is wrong); the fast path replaces the bodies.
+//! The fast path (see `conv`, `pool`, `linear`): convolution is im2col + gemm with its input and
+//! weight gradients as custom ops of their own, each one's backward built from the other two;
+//! max pooling is an argmax followed by a gather whose backward is a scatter-add (and vice versa);
+//! linear produces its weight gradient directly in the `(out, in)` layout. The reference path
+//! routes to candle's ops, except max pooling: candle's `max_pool2d` backward is wrong (scaled by
+//! 1/k²), so the reference is an exact composition of reshapes/strided views and `max`.
 
-use candle_core::{Result, Tensor, D};
+mod bn;
+mod conv;
+mod kernels;
+mod linear;
+mod pool;
+mod relu;
+
+use candle_core::{DType, Result, Tensor, D};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Which implementation the ops use on CPU.
@@ -41,18 +52,171 @@ pub fn backend() -> Backend {
     }
 }
 
+/// The reference implementations (`Backend::Candle`), public so tests and benchmarks can compare
+/// against them without switching the process-wide backend.
+pub mod reference {
+    use super::pool;
+    use candle_core::{Result, Tensor};
+
+    /// candle's own convolution (its backward uses `conv_transpose2d` and a conv for the kernel).
+    pub fn conv2d(
+        x: &Tensor,
+        w: &Tensor,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+    ) -> Result<Tensor> {
+        x.conv2d(w, padding, stride, 1, groups)
+    }
+
+    /// Exact max pooling from reshapes/strided views and `max`/`maximum` (candle's `max_pool2d`
+    /// has a wrong backward). Ties share the gradient here, unlike the fast path.
+    pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
+        let g = pool::PoolGeom {
+            k,
+            stride,
+            pad: padding,
+        };
+        let (n, c, h, w) = x.dims4()?;
+        let (ho, wo) = g.out_hw(h, w)?;
+        if k == stride && padding == 0 {
+            let x = x.narrow(2, 0, ho * k)?.narrow(3, 0, wo * k)?;
+            return x.reshape((n, c, ho, k, wo, k))?.max(5)?.max(3);
+        }
+        // General case: the max over the k² strided views of the (-inf)-padded input.
+        let hp = (h + 2 * padding).max(k - 1 + stride * ho);
+        let wp = (w + 2 * padding).max(k - 1 + stride * wo);
+        let neg = |hh: usize, ww: usize| -> Result<Tensor> {
+            Tensor::full(f32::NEG_INFINITY, (n, c, hh, ww), x.device())?.to_dtype(x.dtype())
+        };
+        let mut xp = x.clone();
+        if hp > h {
+            let parts = [neg(padding, w)?, xp, neg(hp - h - padding, w)?];
+            xp = Tensor::cat(
+                &parts
+                    .iter()
+                    .filter(|t| t.dim(2).unwrap_or(0) > 0)
+                    .collect::<Vec<_>>(),
+                2,
+            )?;
+        }
+        if wp > w {
+            let parts = [neg(hp, padding)?, xp, neg(hp, wp - w - padding)?];
+            xp = Tensor::cat(
+                &parts
+                    .iter()
+                    .filter(|t| t.dim(3).unwrap_or(0) > 0)
+                    .collect::<Vec<_>>(),
+                3,
+            )?;
+        }
+        let mut acc: Option<Tensor> = None;
+        for di in 0..k {
+            let rows = xp
+                .narrow(2, di, stride * ho)?
+                .reshape((n, c, ho, stride, wp))?
+                .narrow(3, 0, 1)?
+                .squeeze(3)?;
+            for dj in 0..k {
+                let v = rows
+                    .narrow(3, dj, stride * wo)?
+                    .reshape((n, c, ho, wo, stride))?
+                    .narrow(4, 0, 1)?
+                    .squeeze(4)?;
+                acc = Some(match acc {
+                    None => v,
+                    Some(a) => a.maximum(&v)?,
+                });
+            }
+        }
+        acc.ok_or_else(|| candle_core::Error::Msg("max_pool2d: empty window".into()))
+    }
+
+    /// Batch-norm from candle's reductions and broadcasts (mean/variance keep their gradient).
+    pub fn batch_norm_train(
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let c = x.dim(1)?;
+        let shape = if x.rank() == 4 {
+            vec![1, c, 1, 1]
+        } else {
+            vec![1, c]
+        };
+        let dims: Vec<usize> = if x.rank() == 4 {
+            vec![0, 2, 3]
+        } else {
+            vec![0]
+        };
+        let mean = x.mean_keepdim(dims.as_slice())?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(dims.as_slice())?;
+        let y = centred.broadcast_div(&(var.clone() + eps)?.sqrt()?)?;
+        let y = y
+            .broadcast_mul(&gamma.reshape(shape.as_slice())?)?
+            .broadcast_add(&beta.reshape(shape.as_slice())?)?;
+        Ok((y, mean.flatten_all()?, var.flatten_all()?))
+    }
+
+    /// `x · wᵀ` through candle's matmul (its backward adds a transposed weight gradient).
+    pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        x.broadcast_matmul(&w.t()?)
+    }
+}
+
+/// Whether `x` goes through the fast path: selected, on the CPU, and f32/f64.
+fn use_fast(x: &Tensor) -> bool {
+    backend() == Backend::Fast
+        && x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// Whether the other operands share `x`'s dtype and live on the CPU too.
+fn same_cpu(x: &Tensor, others: &[&Tensor]) -> bool {
+    others
+        .iter()
+        .all(|t| t.dtype() == x.dtype() && t.device().is_cpu())
+}
+
 /// 2-D convolution, NCHW input `x`, weight `(c_out, c_in/groups, kh, kw)`, no bias.
-pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize, groups: usize) -> Result<Tensor> {
-    x.conv2d(w, padding, stride, 1, groups)
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    if use_fast(x) && w.dtype() == x.dtype() && w.device().is_cpu() {
+        let g = conv::Geom::new(x.dims4()?, w.dims4()?, stride, padding, groups)?;
+        conv::conv(g, x, w)
+    } else {
+        reference::conv2d(x, w, stride, padding, groups)
+    }
 }
 
 /// Max pooling with kernel == stride (2/2), exact gradients at first and second order.
 /// Odd trailing rows/columns are dropped, as PyTorch does.
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let (ho, wo) = (h / k, w / k);
-    let x = x.narrow(2, 0, ho * k)?.narrow(3, 0, wo * k)?;
-    x.reshape((n, c, ho, k, wo, k))?.max(5)?.max(3)
+    max_pool2d_ext(x, k, k, 0)
+}
+
+/// Max pooling with any window, stride and padding (e.g. 3/2/1 for ImageNet stems); padding
+/// acts as -inf. Output size `(h + 2·padding − k) / stride + 1` (floor, as PyTorch). Exact
+/// gradients at every order; ties go to the first maximum on the fast path.
+pub fn max_pool2d_ext(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    if use_fast(x) {
+        return pool::max_pool2d(
+            x,
+            pool::PoolGeom {
+                k,
+                stride,
+                pad: padding,
+            },
+        );
+    }
+    reference::max_pool2d(x, k, stride, padding)
 }
 
 /// Global average pooling: `(n, c, h, w)` → `(n, c)`.
@@ -60,35 +224,44 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     x.flatten_from(2)?.mean(D::Minus1)
 }
 
+/// ReLU (gradient 0 at 0, as PyTorch). The fast path fuses the backward into one masked copy.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if use_fast(x) {
+        relu::relu(x)
+    } else {
+        x.relu()
+    }
+}
+
 /// Linear layer `x · wᵀ + b` with PyTorch's weight layout `(out, in)`.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = x.matmul(&w.t()?)?;
+    let y = if use_fast(x) && x.rank() == 2 && w.dtype() == x.dtype() && w.device().is_cpu() {
+        linear::linear(x, w)?
+    } else {
+        reference::linear(x, w)?
+    };
     match b {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
     }
 }
 
-/// Batch-norm in training mode over (N, H, W) per channel: returns the normalised and
-/// affine-transformed output plus the batch mean and (biased) variance, so the caller can update
-/// running statistics on real steps only.
+/// Batch-norm in training mode over (N, H, W) per channel (input `(N, C)` or `(N, C, H, W)`):
+/// returns the normalised and affine-transformed output plus the batch mean and (biased)
+/// variance, so the caller can update running statistics on real steps only. On the fast path
+/// the mean/variance are plain values (no gradient flows through them); `y` is exact at every
+/// order.
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let c = x.dim(1)?;
-    let shape = if x.rank() == 4 { vec![1, c, 1, 1] } else { vec![1, c] };
-    let dims: Vec<usize> = if x.rank() == 4 { vec![0, 2, 3] } else { vec![0] };
-    let mean = x.mean_keepdim(dims.as_slice())?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(dims.as_slice())?;
-    let y = centred.broadcast_div(&(var.clone() + eps)?.sqrt()?)?;
-    let y = y
-        .broadcast_mul(&gamma.reshape(shape.as_slice())?)?
-        .broadcast_add(&beta.reshape(shape.as_slice())?)?;
-    Ok((y, mean.flatten_all()?, var.flatten_all()?))
+    if use_fast(x) && same_cpu(x, &[gamma, beta]) {
+        bn::batch_norm_train(x, gamma, beta, eps)
+    } else {
+        reference::batch_norm_train(x, gamma, beta, eps)
+    }
 }
 
 /// Batch-norm in evaluation mode with running statistics.
@@ -100,10 +273,19 @@ pub fn batch_norm_eval(
     running_var: &Tensor,
     eps: f64,
 ) -> Result<Tensor> {
-    let c = x.dim(1)?;
-    let shape = if x.rank() == 4 { vec![1, c, 1, 1] } else { vec![1, c] };
     let scale = (gamma / (running_var + eps)?.sqrt()?)?;
     let shift = (beta - (running_mean * &scale)?)?;
+    if use_fast(x) && same_cpu(x, &[&scale, &shift]) {
+        return x
+            .contiguous()?
+            .apply_op3(&scale.contiguous()?, &shift.contiguous()?, bn::AffineOp);
+    }
+    let c = x.dim(1)?;
+    let shape = if x.rank() == 4 {
+        vec![1, c, 1, 1]
+    } else {
+        vec![1, c]
+    };
     x.broadcast_mul(&scale.reshape(shape.as_slice())?)?
         .broadcast_add(&shift.reshape(shape.as_slice())?)
 }

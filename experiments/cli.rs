@@ -1,0 +1,250 @@
+//! Command-line flags shared by every binary, presets, and the override/validate pattern.
+//!
+//! Each binary owns a serde `Config` struct implementing [`ExperimentConfig`]: `preset` gives the
+//! paper/cpu/smoke values, per-field `Option<T>` clap flags override them through
+//! [`apply_overrides!`](crate::apply_overrides), and `validate` rejects bad values before
+//! [`Experiment::setup`](crate::Experiment::setup) writes anything or starts any work.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Size of an experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The paper's setting (GPU-sized).
+    Paper,
+    /// Reduced so that it finishes on a laptop CPU in minutes to an hour; same method.
+    Cpu,
+    /// Seconds: checks that the pipeline runs end to end; numbers are meaningless.
+    Smoke,
+}
+
+impl Preset {
+    /// Lower-case name, as on the command line and in result paths.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Paper => "paper",
+            Preset::Cpu => "cpu",
+            Preset::Smoke => "smoke",
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parse a comma-separated list of seeds ("0,1,2"): non-empty, no duplicates.
+pub fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
+    let mut seeds = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let seed: u64 = part.parse().map_err(|_| {
+            format!("seed {part:?} is not a non-negative integer (expected e.g. 0,1,2)")
+        })?;
+        if seeds.contains(&seed) {
+            return Err(format!("seed {seed} is given twice"));
+        }
+        seeds.push(seed);
+    }
+    Ok(seeds)
+}
+
+fn parse_seed_list(s: &str) -> Result<SeedList, String> {
+    parse_seeds(s).map(SeedList)
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("--threads must be a positive integer, got {s:?}")),
+    }
+}
+
+/// A validated list of seeds (clap value type for `--seeds`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedList(pub Vec<u64>);
+
+/// Flags every binary accepts; embed with `#[command(flatten)] common: CommonArgs`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct CommonArgs {
+    /// Experiment size: the paper's setting, a CPU-sized reduction, or a seconds-long smoke run.
+    #[arg(long, value_enum, default_value_t = Preset::Cpu)]
+    pub preset: Preset,
+    /// Comma-separated seeds; each gives one full run, reported as mean ± std.
+    #[arg(long, value_parser = parse_seed_list, default_value = "0")]
+    pub seeds: SeedList,
+    /// Run on the CPU even if a CUDA or Metal device is available.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Output directory [default: results/BINARY/PRESET].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue from the last checkpoint of each seed (the saved config.json must match).
+    #[arg(long)]
+    pub resume: bool,
+    /// Read datasets from this directory (parquet layout) instead of the Hugging Face hub cache.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Hugging Face cache directory (sets HF_HOME for this process).
+    #[arg(long, value_name = "DIR")]
+    pub hf_home: Option<PathBuf>,
+    /// CPU threads for candle and rayon (read by `init_process` before any thread pool starts).
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<usize>,
+}
+
+impl CommonArgs {
+    /// Defaults as if no flag were given, for a preset (tests and programmatic use).
+    pub fn for_preset(preset: Preset) -> Self {
+        Self {
+            preset,
+            seeds: SeedList(vec![0]),
+            cpu: true,
+            out: None,
+            resume: false,
+            data_dir: None,
+            hf_home: None,
+            threads: None,
+        }
+    }
+
+    /// The seeds to run, in order.
+    pub fn seeds(&self) -> &[u64] {
+        &self.seeds.0
+    }
+
+    /// Output directory: `--out`, else `results/<binary>/<preset>` relative to the working
+    /// directory (the repository root under `cargo run`).
+    pub fn out_dir(&self, binary: &str) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            PathBuf::from("results")
+                .join(binary)
+                .join(self.preset.as_str())
+        })
+    }
+
+    /// Where datasets come from: `--data-dir` or the hub cache.
+    pub fn data_source(&self) -> zoo_data::DataSource {
+        match &self.data_dir {
+            Some(d) => zoo_data::DataSource::Dir(d.clone()),
+            None => zoo_data::DataSource::Hub,
+        }
+    }
+
+    /// Checks the values clap cannot (directories exist, seeds non-empty).
+    pub fn validate(&self) -> Result<()> {
+        if self.seeds.0.is_empty() {
+            bail!("--seeds: give at least one seed");
+        }
+        if let Some(d) = &self.data_dir {
+            if !d.is_dir() {
+                bail!("--data-dir {}: not a directory", d.display());
+            }
+        }
+        if let Some(d) = &self.hf_home {
+            if !d.is_dir() {
+                bail!("--hf-home {}: not a directory", d.display());
+            }
+        }
+        if let Some(out) = &self.out {
+            if out.exists() && !out.is_dir() {
+                bail!("--out {}: exists and is not a directory", out.display());
+            }
+        }
+        if self.threads == Some(0) {
+            bail!("--threads must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// A binary's experiment configuration: presets plus validation.
+///
+/// The resolved value (after overrides) is written to `config.json`, and `--resume` refuses to
+/// continue a run whose saved config differs.
+pub trait ExperimentConfig: Serialize + DeserializeOwned + Clone + fmt::Debug {
+    /// The values of a preset.
+    fn preset(preset: Preset) -> Self;
+    /// Rejects invalid values with a message naming the field (called before any work).
+    fn validate(&self) -> Result<()>;
+}
+
+/// Apply `Option<T>` override flags to config fields of the same name:
+/// `apply_overrides!(cfg, args; epochs, lr)` is
+/// `if let Some(v) = args.epochs.clone() { cfg.epochs = v; } …`.
+#[macro_export]
+macro_rules! apply_overrides {
+    ($cfg:expr, $args:expr; $($field:ident),+ $(,)?) => {
+        $( if let Some(v) = $args.$field.clone() { $cfg.$field = v; } )+
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long)]
+        epochs: Option<usize>,
+    }
+
+    #[test]
+    fn parses_common_flags() {
+        let t = T::try_parse_from([
+            "x",
+            "--preset",
+            "smoke",
+            "--seeds",
+            "3,1,2",
+            "--cpu",
+            "--threads",
+            "2",
+            "--epochs",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(t.common.preset, Preset::Smoke);
+        assert_eq!(t.common.seeds(), &[3, 1, 2]);
+        assert_eq!(t.common.threads, Some(2));
+        assert_eq!(
+            t.common.out_dir("distill"),
+            PathBuf::from("results/distill/smoke")
+        );
+        let mut epochs = 1usize;
+        struct C {
+            epochs: usize,
+        }
+        let mut c = C { epochs };
+        apply_overrides!(c, t; epochs);
+        epochs = c.epochs;
+        assert_eq!(epochs, 7);
+    }
+
+    #[test]
+    fn rejects_bad_flags() {
+        for bad in [
+            vec!["x", "--seeds", "0,0"],
+            vec!["x", "--seeds", "a"],
+            vec!["x", "--seeds", ""],
+            vec!["x", "--seeds", "-1"],
+            vec!["x", "--preset", "huge"],
+            vec!["x", "--threads", "0"],
+        ] {
+            assert!(T::try_parse_from(&bad).is_err(), "{bad:?} accepted");
+        }
+        let t = T::try_parse_from(["x", "--data-dir", "/nonexistent/zoo"]).unwrap();
+        assert!(t.common.validate().is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! Process start-up (environment, logging, second-order self-test), device choice, and the
+//! validated experiment set-up every binary goes through.
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Var};
+use indicatif::MultiProgress;
+
+use crate::cli::{CommonArgs, ExperimentConfig};
+use crate::results::ResultsDir;
+
+/// Pick the device: CUDA if compiled in and present, else Metal if compiled in and present, else
+/// the CPU. `cpu = true` (the `--cpu` flag) forces the CPU. As in candle-examples.
+pub fn device(cpu: bool) -> Result<Device> {
+    if cpu {
+        return Ok(Device::Cpu);
+    }
+    if candle_core::utils::cuda_is_available() {
+        return Device::new_cuda(0).context("CUDA is compiled in but device 0 could not be opened");
+    }
+    if candle_core::utils::metal_is_available() {
+        return Device::new_metal(0)
+            .context("Metal is compiled in but device 0 could not be opened");
+    }
+    #[cfg(all(target_os = "macos", target_arch = "aarch64"))]
+    tracing::info!("running on CPU; build with `--features metal` to use the GPU");
+    #[cfg(not(all(target_os = "macos", target_arch = "aarch64")))]
+    tracing::info!("running on CPU; build with `--features cuda` to use an NVIDIA GPU");
+    Ok(Device::Cpu)
+}
+
+/// The progress bars of this process; log lines are printed "through" it so that they do not
+/// tear the bars (see [`init_process`]).
+pub(crate) fn progress() -> &'static MultiProgress {
+    static P: OnceLock<MultiProgress> = OnceLock::new();
+    P.get_or_init(MultiProgress::new)
+}
+
+/// Log writer that hides the progress bars while a line is printed.
+struct SuspendingStderr;
+
+impl Write for SuspendingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        progress().suspend(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Value of `--flag V` or `--flag=V` in the raw process arguments.
+fn peek_flag(args: &[String], flag: &str) -> Option<String> {
+    let eq = format!("{flag}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix(&eq).map(str::to_owned)
+        }
+    })
+}
+
+/// Process start-up. **Call it as the first statement of `main`**, before parsing arguments,
+/// spawning threads or touching a tensor.
+///
+/// 1. Sets `CANDLE_GRAD_DO_NOT_DETACH=1`. candle reads it once per thread at that thread's first
+///    `backward()`; without it every second-order gradient (L2RW, MWN, MLNT meta-steps) is
+///    silently wrong. Setting environment variables is only sound while the process has a single
+///    thread, hence "first statement".
+/// 2. Reads `--threads N` and `--hf-home DIR` from the raw arguments and exports
+///    `RAYON_NUM_THREADS`/`CANDLE_NUM_THREADS` and `HF_HOME`: thread pools are sized once, at
+///    first use, so this cannot wait for clap. (clap still parses and validates the flags.)
+/// 3. Installs the tracing subscriber (`RUST_LOG`, default `info`) writing to stderr without
+///    tearing progress bars.
+/// 4. Runs [`second_order_self_test`]; on failure prints the reason and exits with status 2, since
+///    training on would produce wrong numbers without any error.
+pub fn init_process() {
+    std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = peek_flag(&args, "--threads") {
+        if n.parse::<usize>().is_ok_and(|n| n > 0) {
+            std::env::set_var("RAYON_NUM_THREADS", &n);
+            std::env::set_var("CANDLE_NUM_THREADS", &n);
+        }
+    }
+    if let Some(dir) = peek_flag(&args, "--hf-home") {
+        std::env::set_var("HF_HOME", dir);
+    }
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::INFO.into())
+        .from_env_lossy();
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| SuspendingStderr)
+        .with_target(false)
+        .try_init();
+    if let Err(e) = second_order_self_test() {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+/// Checks that candle keeps second-order gradients on this thread: d²(x⁴)/dx² at x = 1 must be
+/// 12 (d/dx = 4x³ = 4, d² = 12x² = 12). With gradients detached the second backward finds no path
+/// to x (or a wrong value), which would make every meta-gradient silently wrong.
+pub fn second_order_self_test() -> Result<()> {
+    let x = Var::new(&[1.0f64], &Device::Cpu)?;
+    let x2 = x.as_tensor().sqr()?;
+    let y = x2.sqr()?.sum_all()?;
+    let g = y.backward()?;
+    let dx = g
+        .get(x.as_tensor())
+        .context("self-test: no first-order gradient")?
+        .sum_all()?;
+    let d1 = dx.to_scalar::<f64>()?;
+    let dd = dx.backward()?;
+    let d2 = match dd.get(x.as_tensor()) {
+        Some(t) => t.sum_all()?.to_scalar::<f64>()?,
+        None => f64::NAN,
+    };
+    if (d1 - 4.0).abs() > 1e-12 || (d2 - 12.0).abs() > 1e-12 {
+        bail!(
+            "second-order gradients are missing (d/dx x^4 at 1 = {d1}, expected 4; d2/dx2 = {d2}, \
+             expected 12). CANDLE_GRAD_DO_NOT_DETACH=1 must be set before this thread's first \
+             backward pass: call zoo::init_process() first in main, or run through cargo, whose \
+             .cargo/config.toml sets it"
+        );
+    }
+    Ok(())
+}
+
+/// A validated experiment: resolved config, its results directory (with `config.json` written),
+/// the device and the common flags. Built by [`Experiment::setup`].
+#[derive(Debug)]
+pub struct Experiment<C> {
+    /// Binary name (`results/<binary>/…`, the table's title in the report).
+    pub binary: String,
+    /// The resolved configuration (preset + overrides), as saved in `config.json`.
+    pub config: C,
+    /// The common flags.
+    pub common: CommonArgs,
+    /// `results/<binary>/<preset>/` (or `--out`).
+    pub results: ResultsDir,
+    /// Where tensors live.
+    pub device: Device,
+    /// Start of the experiment, for the summary's wall time.
+    pub started: Instant,
+}
+
+impl<C: ExperimentConfig> Experiment<C> {
+    /// Validate everything, then create the results directory and write `config.json`.
+    ///
+    /// Order matters: the config and the flags are checked before a directory or file is created,
+    /// so an invalid run leaves nothing behind. With `--resume` the saved `config.json` must equal
+    /// the resolved config (a resumed run with other settings would mix two experiments).
+    pub fn setup(binary: &str, common: &CommonArgs, config: C) -> Result<Self> {
+        config.validate().with_context(|| {
+            format!(
+                "invalid configuration for {binary} --preset {}",
+                common.preset
+            )
+        })?;
+        common.validate()?;
+        let device = device(common.cpu)?;
+        let results = ResultsDir::create(common.out_dir(binary))?;
+        let value = serde_json::to_value(&config)?;
+        let existing = results.path("config.json");
+        if common.resume && existing.exists() {
+            let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&existing)?)
+                .with_context(|| format!("reading {}", existing.display()))?;
+            if saved != value {
+                bail!(
+                    "--resume: the configuration differs from the one saved in {}; rerun with the \
+                     same flags, or without --resume to start over",
+                    existing.display()
+                );
+            }
+        } else {
+            results.write_json("config.json", &value)?;
+        }
+        tracing::info!(
+            "{binary} --preset {} seeds {:?} on {:?} -> {}",
+            common.preset,
+            common.seeds(),
+            device,
+            results.root().display()
+        );
+        Ok(Self {
+            binary: binary.to_string(),
+            config,
+            common: common.clone(),
+            results,
+            device,
+            started: Instant::now(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peeks_flags() {
+        let a: Vec<String> = ["b", "--threads", "3", "--hf-home=/x"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(peek_flag(&a, "--threads").as_deref(), Some("3"));
+        assert_eq!(peek_flag(&a, "--hf-home").as_deref(), Some("/x"));
+        assert_eq!(peek_flag(&a, "--cpu"), None);
+    }
+
+    #[test]
+    fn cpu_flag_forces_cpu() {
+        assert!(device(true).unwrap().is_cpu());
+    }
+}

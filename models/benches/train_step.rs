@@ -1,0 +1,462 @@
+//! Train-step throughput (forward + cross-entropy + backward + plain SGD, f32) of the MLP
+//! 784-1200-1200-10 (batch 100), the LeNet of `../shared/bench/torch_bench.py` (batch 100) and
+//! ResNet-32 (option B shortcuts, as in that script; batch 128), with candle's own ops and with
+//! the fast path side by side, plus PyTorch running the same step through the script.
+//!
+//! `cargo bench -p zoo-models --bench train_step -- [--secs S] [--models mlp,lenet,resnet32]
+//!  [--threads 2] [--python PATH] [--no-torch] [--out FILE]`
+//!
+//! The nets are written here against `zoo_models::ops` so they match the PyTorch script layer
+//! for layer. The table goes to stdout and (atomically) to `results/bench/train_step.md`.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+use zoo_models::ops::{self, Backend};
+
+/// A network's forward pass over its parameter list.
+type Forward = Box<dyn Fn(&[Var], &Tensor) -> candle_core::Result<Tensor>>;
+
+struct Net {
+    params: Vec<Var>,
+    forward: Forward,
+    x: Tensor,
+    y: Tensor,
+}
+
+fn uniform(rng: &mut StdRng, shape: &[usize], fan_in: usize) -> Result<Var> {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| (rng.random::<f64>() * 2.0 - 1.0) as f32 * bound as f32)
+        .collect();
+    Ok(Var::from_tensor(&Tensor::from_vec(
+        v,
+        shape,
+        &Device::Cpu,
+    )?)?)
+}
+
+fn data(rng: &mut StdRng, shape: &[usize], classes: u32) -> Result<(Tensor, Tensor)> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+    let y: Vec<u32> = (0..shape[0])
+        .map(|_| rng.random_range(0..classes))
+        .collect();
+    Ok((
+        Tensor::from_vec(v, shape, &Device::Cpu)?,
+        Tensor::from_vec(y, shape[0], &Device::Cpu)?,
+    ))
+}
+
+fn mlp() -> Result<Net> {
+    let mut rng = StdRng::seed_from_u64(42);
+    let dims = [784, 1200, 1200, 10];
+    let mut params = vec![];
+    for w in dims.windows(2) {
+        params.push(uniform(&mut rng, &[w[1], w[0]], w[0])?);
+        params.push(uniform(&mut rng, &[w[1]], w[0])?);
+    }
+    let (x, y) = data(&mut rng, &[100, 784], 10)?;
+    let forward = Box::new(|p: &[Var], x: &Tensor| -> candle_core::Result<Tensor> {
+        let h = ops::relu(&ops::linear(x, &p[0], Some(&p[1]))?)?;
+        let h = ops::relu(&ops::linear(&h, &p[2], Some(&p[3]))?)?;
+        ops::linear(&h, &p[4], Some(&p[5]))
+    });
+    Ok(Net {
+        params,
+        forward,
+        x,
+        y,
+    })
+}
+
+fn conv_bias(x: &Tensor, w: &Var, b: &Var, pad: usize) -> candle_core::Result<Tensor> {
+    ops::conv2d(x, w, 1, pad, 1)?.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)
+}
+
+fn lenet() -> Result<Net> {
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut params = vec![];
+    for (o, i, k) in [(16, 1, 5), (32, 16, 5), (64, 32, 3)] {
+        params.push(uniform(&mut rng, &[o, i, k, k], i * k * k)?);
+        params.push(uniform(&mut rng, &[o], i * k * k)?);
+    }
+    params.push(uniform(&mut rng, &[10, 64 * 7 * 7], 64 * 7 * 7)?);
+    params.push(uniform(&mut rng, &[10], 64 * 7 * 7)?);
+    let (x, y) = data(&mut rng, &[100, 1, 28, 28], 10)?;
+    let forward = Box::new(|p: &[Var], x: &Tensor| -> candle_core::Result<Tensor> {
+        let h = ops::max_pool2d(&ops::relu(&conv_bias(x, &p[0], &p[1], 2)?)?, 2)?;
+        let h = ops::max_pool2d(&ops::relu(&conv_bias(&h, &p[2], &p[3], 2)?)?, 2)?;
+        let h = ops::relu(&conv_bias(&h, &p[4], &p[5], 1)?)?;
+        ops::linear(&h.flatten_from(1)?, &p[6], Some(&p[7]))
+    });
+    Ok(Net {
+        params,
+        forward,
+        x,
+        y,
+    })
+}
+
+/// Parameter layout of one BN'd conv: weight, gamma, beta.
+fn conv_bn(rng: &mut StdRng, params: &mut Vec<Var>, o: usize, i: usize, k: usize) -> Result<usize> {
+    let at = params.len();
+    params.push(uniform(rng, &[o, i, k, k], i * k * k)?);
+    params.push(Var::from_tensor(&Tensor::ones(
+        o,
+        DType::F32,
+        &Device::Cpu,
+    )?)?);
+    params.push(Var::from_tensor(&Tensor::zeros(
+        o,
+        DType::F32,
+        &Device::Cpu,
+    )?)?);
+    Ok(at)
+}
+
+fn apply_conv_bn(
+    p: &[Var],
+    at: usize,
+    x: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> candle_core::Result<Tensor> {
+    let h = ops::conv2d(x, &p[at], stride, pad, 1)?;
+    Ok(ops::batch_norm_train(&h, &p[at + 1], &p[at + 2], 1e-5)?.0)
+}
+
+fn resnet32() -> Result<Net> {
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut params = vec![];
+    let stem = conv_bn(&mut rng, &mut params, 16, 3, 3)?;
+    // (c1, c2, shortcut, stride) parameter offsets per block
+    let mut blocks = vec![];
+    let mut cin = 16;
+    for (si, cout) in [16usize, 32, 64].into_iter().enumerate() {
+        for bi in 0..5 {
+            let stride = if si > 0 && bi == 0 { 2 } else { 1 };
+            let c1 = conv_bn(&mut rng, &mut params, cout, cin, 3)?;
+            let c2 = conv_bn(&mut rng, &mut params, cout, cout, 3)?;
+            let sc = if stride != 1 || cin != cout {
+                Some(conv_bn(&mut rng, &mut params, cout, cin, 1)?)
+            } else {
+                None
+            };
+            blocks.push((c1, c2, sc, stride));
+            cin = cout;
+        }
+    }
+    let fc = params.len();
+    params.push(uniform(&mut rng, &[10, 64], 64)?);
+    params.push(uniform(&mut rng, &[10], 64)?);
+    let (x, y) = data(&mut rng, &[128, 3, 32, 32], 10)?;
+    let forward = Box::new(
+        move |p: &[Var], x: &Tensor| -> candle_core::Result<Tensor> {
+            let mut h = ops::relu(&apply_conv_bn(p, stem, x, 1, 1)?)?;
+            for &(c1, c2, sc, stride) in &blocks {
+                let a = ops::relu(&apply_conv_bn(p, c1, &h, stride, 1)?)?;
+                let a = apply_conv_bn(p, c2, &a, 1, 1)?;
+                let s = match sc {
+                    Some(sc) => apply_conv_bn(p, sc, &h, stride, 0)?,
+                    None => h.clone(),
+                };
+                h = ops::relu(&(a + s)?)?;
+            }
+            ops::linear(&ops::global_avg_pool(&h)?, &p[fc], Some(&p[fc + 1]))
+        },
+    );
+    Ok(Net {
+        params,
+        forward,
+        x,
+        y,
+    })
+}
+
+/// Median seconds per step and the forward / backward / update split (medians).
+struct Timing {
+    steps: usize,
+    median: f64,
+    fwd: f64,
+    bwd: f64,
+    upd: f64,
+    loss: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn bench_candle(net: &Net, secs: f64) -> Result<Timing> {
+    let lr = 0.01;
+    let step = || -> Result<(f64, f64, f64, f64)> {
+        let t0 = Instant::now();
+        let logits = (net.forward)(&net.params, &net.x)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &net.y)?;
+        let l = loss.to_scalar::<f32>()? as f64;
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        let t2 = Instant::now();
+        for v in &net.params {
+            let g = grads.get(v).context("a parameter received no gradient")?;
+            v.set(&(v.as_tensor() - (g * lr)?)?)?;
+        }
+        let t3 = Instant::now();
+        Ok((
+            l,
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t3 - t2).as_secs_f64(),
+        ))
+    };
+    let start = Instant::now();
+    let mut warm = 0;
+    while warm < 2 || start.elapsed().as_secs_f64() < 2.0 {
+        step()?;
+        warm += 1;
+    }
+    let (mut tot, mut f, mut b, mut u) = (vec![], vec![], vec![], vec![]);
+    let mut loss = 0.0;
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs || tot.len() < 3 {
+        let t = Instant::now();
+        let (l, a, bb, c) = step()?;
+        tot.push(t.elapsed().as_secs_f64());
+        f.push(a);
+        b.push(bb);
+        u.push(c);
+        loss = l;
+    }
+    Ok(Timing {
+        steps: tot.len(),
+        median: median(&mut tot),
+        fwd: median(&mut f),
+        bwd: median(&mut b),
+        upd: median(&mut u),
+        loss,
+    })
+}
+
+fn bench_torch(python: &str, script: &str, model: &str, secs: f64) -> Result<Timing> {
+    let out = std::process::Command::new(python)
+        .args([script, model, &secs.to_string()])
+        .env("OMP_NUM_THREADS", "2")
+        .output()
+        .with_context(|| format!("running {python} {script}"))?;
+    if !out.status.success() {
+        bail!(
+            "torch_bench.py {model} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(line.trim()).context("parsing torch_bench.py output")?;
+    let arr = |k: &str| -> Result<Vec<f64>> {
+        v[k].as_array()
+            .with_context(|| format!("torch_bench.py output lacks {k}"))?
+            .iter()
+            .map(|x| x.as_f64().context("non-numeric time"))
+            .collect()
+    };
+    let mut tot = arr("step_times")?;
+    Ok(Timing {
+        steps: tot.len(),
+        median: median(&mut tot),
+        fwd: median(&mut arr("fwd")?),
+        bwd: median(&mut arr("bwd")?),
+        upd: median(&mut arr("upd")?),
+        loss: v["last_loss"].as_f64().unwrap_or(f64::NAN),
+    })
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cpu}, {cores} cores")
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
+struct Args {
+    secs: f64,
+    models: Vec<String>,
+    threads: usize,
+    python: String,
+    torch: bool,
+    candle: bool,
+    out: std::path::PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut a = Args {
+        secs: 10.0,
+        models: vec!["mlp".into(), "lenet".into(), "resnet32".into()],
+        threads: 2,
+        python: "python3".into(),
+        torch: true,
+        candle: true,
+        out: format!("{root}/results/bench/train_step.md").into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--secs" => a.secs = val("--secs")?.parse().context("--secs: not a number")?,
+            "--models" => a.models = val("--models")?.split(',').map(String::from).collect(),
+            "--threads" => {
+                a.threads = val("--threads")?
+                    .parse()
+                    .context("--threads: not a number")?
+            }
+            "--python" => a.python = val("--python")?,
+            "--out" => a.out = val("--out")?.into(),
+            "--no-torch" => a.torch = false,
+            "--no-candle" => a.candle = false,
+            "--bench" => {} // passed by `cargo bench`
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    for m in &a.models {
+        if !["mlp", "lenet", "resnet32"].contains(&m.as_str()) {
+            bail!("unknown model {m} (mlp, lenet, resnet32)");
+        }
+    }
+    if a.secs <= 0.0 || a.threads == 0 {
+        bail!("--secs and --threads must be positive");
+    }
+    Ok(a)
+}
+
+fn main() -> Result<()> {
+    // Second-order gradients need this before any backward pass; it costs nothing here and keeps
+    // the benchmark on the same code path as the meta-learning experiments.
+    if std::env::var("CANDLE_GRAD_DO_NOT_DETACH").is_err() {
+        eprintln!("note: CANDLE_GRAD_DO_NOT_DETACH unset (run through cargo bench to set it)");
+    }
+    let args = parse_args()?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()?;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/bench/torch_bench.py"
+    );
+    let load_start = loadavg();
+    let mut rows = vec![];
+    for m in &args.models {
+        let net = match m.as_str() {
+            "mlp" => mlp()?,
+            "lenet" => lenet()?,
+            _ => resnet32()?,
+        };
+        let mut r: Vec<(String, Option<Timing>)> = vec![];
+        for (name, b) in [
+            ("candle ops", Backend::Candle),
+            ("fast path", Backend::Fast),
+        ] {
+            if b == Backend::Candle && !args.candle {
+                continue;
+            }
+            ops::set_backend(b);
+            eprintln!("{m}: {name} ...");
+            r.push((name.into(), Some(bench_candle(&net, args.secs)?)));
+        }
+        ops::set_backend(Backend::Fast);
+        if args.torch {
+            eprintln!("{m}: pytorch ...");
+            match bench_torch(&args.python, script, m, args.secs) {
+                Ok(t) => r.push(("pytorch".into(), Some(t))),
+                Err(e) => {
+                    eprintln!("pytorch side failed: {e:#}");
+                    r.push(("pytorch".into(), None));
+                }
+            }
+        }
+        rows.push((m.clone(), r));
+    }
+    let load_end = loadavg();
+
+    let mut md = String::new();
+    md.push_str("# Train-step throughput: candle ops vs fast path vs PyTorch (CPU, f32)\n\n");
+    md.push_str(&format!(
+        "Written by `cargo bench -p zoo-models --bench train_step` on {} (UTC).\n\
+         Machine: {}; {} threads each (rayon / torch.set_num_threads). Load average (1/5/15 min) \
+         at start: {load_start}; at end: {load_end}.\n\
+         PyTorch: `{}` running `../shared/bench/torch_bench.py` ({}).\n\n\
+         Step = forward + cross-entropy + backward + plain SGD; median over >= {}s after warm-up. \
+         fwd/bwd/upd are medians of each phase.\n\n",
+        sh("date", &["-u", "+%Y-%m-%d %H:%M"]),
+        machine(),
+        args.threads,
+        args.python,
+        sh(
+            &args.python,
+            &["-c", "import torch; print('torch', torch.__version__)"]
+        ),
+        args.secs,
+    ));
+    md.push_str("| model | implementation | steps/s | ms/step | fwd ms | bwd ms | upd ms | steps timed | last loss | ratio to PyTorch |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for (m, r) in &rows {
+        let torch = r
+            .iter()
+            .find(|(n, _)| n == "pytorch")
+            .and_then(|(_, t)| t.as_ref())
+            .map(|t| t.median);
+        for (name, t) in r {
+            match t {
+                Some(t) => md.push_str(&format!(
+                    "| {m} | {name} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.4} | {} |\n",
+                    1.0 / t.median,
+                    t.median * 1e3,
+                    t.fwd * 1e3,
+                    t.bwd * 1e3,
+                    t.upd * 1e3,
+                    t.steps,
+                    t.loss,
+                    torch
+                        .map(|tt| format!("{:.2}x", tt / t.median))
+                        .unwrap_or_else(|| "n/a".into()),
+                )),
+                None => md.push_str(&format!("| {m} | {name} | failed | | | | | | | |\n")),
+            }
+        }
+    }
+    print!("{md}");
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = args.out.with_extension("md.tmp");
+    std::fs::write(&tmp, &md)?;
+    std::fs::rename(&tmp, &args.out)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,536 @@
+//! 2-D convolution as three candle custom ops that are closed under differentiation.
+//!
+//! * [`Conv2dOp`] `(x, w) → y`: im2col + gemm per image.
+//! * [`ConvInputGradOp`] `(dy, w) → dx`: `col = Wᵀ·dy`, then col2im (a transposed convolution).
+//! * [`ConvWeightGradOp`] `(x, dy) → dw`: `Σₙ dyₙ · im2col(xₙ)ᵀ`.
+//!
+//! All three are bilinear in their two arguments, so each one's backward is made of the other two:
+//! `y = conv(x, w)` gives `dx = input_grad(dy, w)`, `dw = weight_grad(x, dy)`;
+//! `dx = input_grad(dy, w)` gives `d(dy) = conv(g, w)`, `dw = weight_grad(g, dy)`;
+//! `dw = weight_grad(x, dy)` gives `dx = input_grad(dy, G)`, `d(dy) = conv(x, G)`.
+//! Gradients of every order are therefore exact (up to float rounding) and run on the fast path.
+
+use super::kernels::{contiguous, gemm, storage, threads, with_float, Mat, Real};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Shapes and hyper-parameters shared by the three ops of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub groups: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl Geom {
+    pub fn new(
+        x: (usize, usize, usize, usize),
+        wt: (usize, usize, usize, usize),
+        stride: usize,
+        pad: usize,
+        groups: usize,
+    ) -> Result<Self> {
+        let (n, c, h, w) = x;
+        let (o, cg, kh, kw) = wt;
+        if groups == 0 || stride == 0 {
+            candle_core::bail!("conv2d: groups and stride must be positive");
+        }
+        if c % groups != 0 || o % groups != 0 || cg != c / groups {
+            candle_core::bail!(
+                "conv2d: input channels {c}, output channels {o} and weight in-channels {cg} \
+                 do not fit groups={groups}"
+            );
+        }
+        if h + 2 * pad < kh || w + 2 * pad < kw {
+            candle_core::bail!(
+                "conv2d: kernel {kh}x{kw} larger than padded input {h}x{w} (pad {pad})"
+            );
+        }
+        let ho = (h + 2 * pad - kh) / stride + 1;
+        let wo = (w + 2 * pad - kw) / stride + 1;
+        Ok(Geom {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            stride,
+            pad,
+            groups,
+            ho,
+            wo,
+        })
+    }
+    fn cg(&self) -> usize {
+        self.c / self.groups
+    }
+    fn og(&self) -> usize {
+        self.o / self.groups
+    }
+    /// Rows of the im2col matrix of one group.
+    fn k(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    fn hw(&self) -> usize {
+        self.h * self.w
+    }
+    fn hwo(&self) -> usize {
+        self.ho * self.wo
+    }
+    /// A 1×1 stride-1 unpadded convolution needs no im2col: the image is its own column matrix.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+    fn x_shape(&self) -> Shape {
+        (self.n, self.c, self.h, self.w).into()
+    }
+    fn y_shape(&self) -> Shape {
+        (self.n, self.o, self.ho, self.wo).into()
+    }
+    fn w_shape(&self) -> Shape {
+        (self.o, self.cg(), self.kh, self.kw).into()
+    }
+    fn check(&self, what: &str, got: &Shape, want: &Shape) -> Result<()> {
+        if got != want {
+            candle_core::bail!("conv2d {what}: expected shape {want:?}, got {got:?}");
+        }
+        Ok(())
+    }
+    /// The range of output columns `ow` whose input column `ow*s - p + kj` lies inside `[0, w)`.
+    fn valid_cols(&self, kj: usize) -> (usize, usize) {
+        let (s, p) = (self.stride, self.pad);
+        let lo = if kj >= p { 0 } else { (p - kj).div_ceil(s) };
+        // largest ow with ow*s + kj - p <= w - 1  ⇔  ow*s <= w - 1 + p - kj
+        let hi = if self.w + p > kj {
+            ((self.w - 1 + p - kj) / s + 1).min(self.wo)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+}
+
+/// `col[(ci*kh + ki)*kw + kj][oh*wo + ow] = x[ci][oh*s - p + ki][ow*s - p + kj]` (0 outside).
+fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
+    let (s, p, hwo, wo) = (g.stride, g.pad, g.hwo(), g.wo);
+    let zero = T::from_f64(0.0);
+    for ci in 0..g.cg() {
+        let xc = &x[ci * g.hw()..(ci + 1) * g.hw()];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let dst = &mut col[row * hwo..(row + 1) * hwo];
+                let (lo, hi) = g.valid_cols(kj);
+                for oh in 0..g.ho {
+                    let d = &mut dst[oh * wo..(oh + 1) * wo];
+                    let ih = (oh * s + ki) as isize - p as isize;
+                    if ih < 0 || ih >= g.h as isize || lo >= hi {
+                        d.fill(zero);
+                        continue;
+                    }
+                    let xr = &xc[ih as usize * g.w..(ih as usize + 1) * g.w];
+                    d[..lo].fill(zero);
+                    d[hi..].fill(zero);
+                    let start = lo * s + kj - p;
+                    if s == 1 {
+                        d[lo..hi].copy_from_slice(&xr[start..start + (hi - lo)]);
+                    } else {
+                        for (k, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = xr[start + k * s];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: `x[ci][ih][iw] += col[row][oh*wo + ow]` (x must start zeroed).
+fn col2im<T: Real>(g: &Geom, col: &[T], x: &mut [T]) {
+    let (s, p, hwo, wo) = (g.stride, g.pad, g.hwo(), g.wo);
+    for ci in 0..g.cg() {
+        let xc = &mut x[ci * g.hw()..(ci + 1) * g.hw()];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let src = &col[row * hwo..(row + 1) * hwo];
+                let (lo, hi) = g.valid_cols(kj);
+                if lo >= hi {
+                    continue;
+                }
+                for oh in 0..g.ho {
+                    let ih = (oh * s + ki) as isize - p as isize;
+                    if ih < 0 || ih >= g.h as isize {
+                        continue;
+                    }
+                    let xr = &mut xc[ih as usize * g.w..(ih as usize + 1) * g.w];
+                    let sr = &src[oh * wo..(oh + 1) * wo];
+                    let start = lo * s + kj - p;
+                    if s == 1 {
+                        for (a, b) in xr[start..start + (hi - lo)].iter_mut().zip(&sr[lo..hi]) {
+                            *a += *b;
+                        }
+                    } else {
+                        for (k, v) in sr[lo..hi].iter().enumerate() {
+                            xr[start + k * s] += *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Run `f(image, out_chunk, scratch)` for every image, in parallel over the batch when it has at
+/// least one image per thread (each gemm then runs single-threaded), else sequentially with
+/// multi-threaded gemms.
+fn per_image<T: Real, F>(out: &mut [T], per: usize, scratch: usize, f: F)
+where
+    F: Fn(usize, &mut [T], &mut Vec<T>, bool) + Sync + Send,
+{
+    if out.is_empty() || per == 0 {
+        return;
+    }
+    let n = out.len() / per;
+    if n >= threads() && threads() > 1 {
+        out.par_chunks_mut(per).enumerate().for_each_init(
+            || vec![T::from_f64(0.0); scratch],
+            |buf, (i, o)| f(i, o, buf, false),
+        );
+    } else {
+        let mut buf = vec![T::from_f64(0.0); scratch];
+        for (i, o) in out.chunks_mut(per).enumerate() {
+            f(i, o, &mut buf, true)
+        }
+    }
+}
+
+fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+    let (k, og, hwo) = (g.k(), g.og(), g.hwo());
+    let mut y = vec![T::from_f64(0.0); g.n * g.o * hwo];
+    let scratch = if g.pointwise() { 0 } else { k * hwo };
+    per_image(&mut y, g.o * hwo, scratch, |i, yi, col, par| {
+        for gi in 0..g.groups {
+            let xg = &x[(i * g.c + gi * g.cg()) * g.hw()..][..g.cg() * g.hw()];
+            let cols: &[T] = if g.pointwise() {
+                xg
+            } else {
+                im2col(g, xg, col);
+                col
+            };
+            let wg = &w[gi * og * k..(gi + 1) * og * k];
+            let yg = &mut yi[gi * og * hwo..(gi + 1) * og * hwo];
+            gemm(
+                og,
+                hwo,
+                k,
+                yg,
+                false,
+                Mat::rows(wg, k),
+                wg.len(),
+                Mat::rows(cols, hwo),
+                cols.len(),
+                par,
+            );
+        }
+    });
+    y
+}
+
+fn conv_input_grad<T: Real>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
+    let (k, og, hwo) = (g.k(), g.og(), g.hwo());
+    let mut dx = vec![T::from_f64(0.0); g.n * g.c * g.hw()];
+    let scratch = if g.pointwise() { 0 } else { k * hwo };
+    per_image(&mut dx, g.c * g.hw(), scratch, |i, dxi, col, par| {
+        for gi in 0..g.groups {
+            let dyg = &dy[(i * g.o + gi * og) * hwo..][..og * hwo];
+            let wg = &w[gi * og * k..(gi + 1) * og * k];
+            let dxg = &mut dxi[gi * g.cg() * g.hw()..(gi + 1) * g.cg() * g.hw()];
+            let wt = Mat::rows_t(wg, k); // (k, og)
+            if g.pointwise() {
+                gemm(
+                    k,
+                    hwo,
+                    og,
+                    dxg,
+                    false,
+                    wt,
+                    wg.len(),
+                    Mat::rows(dyg, hwo),
+                    dyg.len(),
+                    par,
+                );
+            } else {
+                gemm(
+                    k,
+                    hwo,
+                    og,
+                    col,
+                    false,
+                    wt,
+                    wg.len(),
+                    Mat::rows(dyg, hwo),
+                    dyg.len(),
+                    par,
+                );
+                col2im(g, col, dxg);
+            }
+        }
+    });
+    dx
+}
+
+fn conv_weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
+    let (k, og, hwo) = (g.k(), g.og(), g.hwo());
+    let wlen = g.o * k;
+    let scratch = if g.pointwise() { 0 } else { k * hwo };
+    // Accumulate one image into `dw`: dw_g (og×k) += dy_g (og×hwo) · col_gᵀ (hwo×k).
+    let add_image = |i: usize, dw: &mut [T], col: &mut Vec<T>, par: bool| {
+        for gi in 0..g.groups {
+            let xg = &x[(i * g.c + gi * g.cg()) * g.hw()..][..g.cg() * g.hw()];
+            let cols: &[T] = if g.pointwise() {
+                xg
+            } else {
+                im2col(g, xg, col);
+                col
+            };
+            let dyg = &dy[(i * g.o + gi * og) * hwo..][..og * hwo];
+            let dwg = &mut dw[gi * og * k..(gi + 1) * og * k];
+            gemm(
+                og,
+                k,
+                hwo,
+                dwg,
+                true,
+                Mat::rows(dyg, hwo),
+                dyg.len(),
+                Mat::rows_t(cols, hwo),
+                cols.len(),
+                par,
+            );
+        }
+    };
+    let nt = threads();
+    if g.n >= nt && nt > 1 {
+        // One partial sum per thread, then a reduction.
+        let parts: Vec<Vec<T>> = (0..nt)
+            .into_par_iter()
+            .map(|t| {
+                let mut dw = vec![T::from_f64(0.0); wlen];
+                let mut col = vec![T::from_f64(0.0); scratch];
+                for i in (t * g.n / nt)..((t + 1) * g.n / nt) {
+                    add_image(i, &mut dw, &mut col, false);
+                }
+                dw
+            })
+            .collect();
+        let mut it = parts.into_iter();
+        let mut dw = it.next().unwrap_or_else(|| vec![T::from_f64(0.0); wlen]);
+        for p in it {
+            for (a, b) in dw.iter_mut().zip(p) {
+                *a += b;
+            }
+        }
+        dw
+    } else {
+        let mut dw = vec![T::from_f64(0.0); wlen];
+        let mut col = vec![T::from_f64(0.0); scratch];
+        for i in 0..g.n {
+            add_image(i, &mut dw, &mut col, true);
+        }
+        dw
+    }
+}
+
+/// Dispatch on dtype and check the inputs' shapes against the geometry.
+macro_rules! two_inputs {
+    ($self:ident, $s1:ident, $l1:ident, $s2:ident, $l2:ident, $sh1:expr, $sh2:expr, $f:ident, $out:expr) => {{
+        let g = &$self.0;
+        g.check("input 1", $l1.shape(), &$sh1)?;
+        g.check("input 2", $l2.shape(), &$sh2)?;
+        if $s1.dtype() != $s2.dtype() {
+            candle_core::bail!(
+                "{}: dtype mismatch {:?} vs {:?}",
+                $self.name(),
+                $s1.dtype(),
+                $s2.dtype()
+            );
+        }
+        with_float!($s1.dtype(), $self.name(), |T| {
+            let a = contiguous::<T>($s1, $l1, $self.name())?;
+            let b = contiguous::<T>($s2, $l2, $self.name())?;
+            Ok(storage($f::<T>(g, a, b), $out))
+        })
+    }};
+}
+
+/// `y = conv2d(x, w)`.
+pub(crate) struct Conv2dOp(pub Geom);
+/// `dx = conv_transpose(dy, w)`: the input gradient of [`Conv2dOp`].
+pub(crate) struct ConvInputGradOp(pub Geom);
+/// `dw = Σₙ dyₙ ⋆ xₙ`: the weight gradient of [`Conv2dOp`].
+pub(crate) struct ConvWeightGradOp(pub Geom);
+
+/// Apply one of the three ops to contiguous copies of its inputs.
+fn apply2<C: CustomOp2 + Send + Sync + 'static>(a: &Tensor, b: &Tensor, op: C) -> Result<Tensor> {
+    a.contiguous()?.apply_op2(&b.contiguous()?, op)
+}
+
+pub(crate) fn conv(g: Geom, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    apply2(x, w, Conv2dOp(g))
+}
+pub(crate) fn input_grad(g: Geom, dy: &Tensor, w: &Tensor) -> Result<Tensor> {
+    apply2(dy, w, ConvInputGradOp(g))
+}
+pub(crate) fn weight_grad(g: Geom, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    apply2(x, dy, ConvWeightGradOp(g))
+}
+
+/// Skip gradients nobody asked for (e.g. the input image of the first layer).
+fn needed(t: &Tensor) -> bool {
+    t.track_op()
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "zoo-conv2d"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        two_inputs!(
+            self,
+            s1,
+            l1,
+            s2,
+            l2,
+            self.0.x_shape(),
+            self.0.w_shape(),
+            conv_fwd,
+            self.0.y_shape()
+        )
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = if needed(x) {
+            Some(input_grad(self.0, dy, w)?)
+        } else {
+            None
+        };
+        let dw = if needed(w) {
+            Some(weight_grad(self.0, x, dy)?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp2 for ConvInputGradOp {
+    fn name(&self) -> &'static str {
+        "zoo-conv2d-input-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        two_inputs!(
+            self,
+            s1,
+            l1,
+            s2,
+            l2,
+            self.0.y_shape(),
+            self.0.w_shape(),
+            conv_input_grad,
+            self.0.x_shape()
+        )
+    }
+    fn bwd(
+        &self,
+        dy: &Tensor,
+        w: &Tensor,
+        _dx: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d_dy = if needed(dy) {
+            Some(conv(self.0, g, w)?)
+        } else {
+            None
+        };
+        let d_w = if needed(w) {
+            Some(weight_grad(self.0, g, dy)?)
+        } else {
+            None
+        };
+        Ok((d_dy, d_w))
+    }
+}
+
+impl CustomOp2 for ConvWeightGradOp {
+    fn name(&self) -> &'static str {
+        "zoo-conv2d-weight-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        two_inputs!(
+            self,
+            s1,
+            l1,
+            s2,
+            l2,
+            self.0.x_shape(),
+            self.0.y_shape(),
+            conv_weight_grad,
+            self.0.w_shape()
+        )
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        _dw: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d_x = if needed(x) {
+            Some(input_grad(self.0, dy, g)?)
+        } else {
+            None
+        };
+        let d_dy = if needed(dy) {
+            Some(conv(self.0, x, g)?)
+        } else {
+            None
+        };
+        Ok((d_x, d_dy))
+    }
+}

@@ -1,0 +1,176 @@
+//! Shared CPU plumbing for the fast ops: dtype dispatch, contiguous slices, thread count, and a
+//! thin wrapper over the `gemm` crate (the one candle itself uses for CPU matmul).
+
+use candle_core::{CpuStorage, Layout, Result, Shape, WithDType};
+
+/// Element types the fast kernels run on (f32 for training, f64 for the exactness tests).
+pub(crate) trait Real: WithDType {
+    fn slice(s: &CpuStorage) -> Option<&[Self]>;
+}
+
+impl Real for f32 {
+    fn slice(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Real for f64 {
+    fn slice(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The contiguous data of `s` under `l` (the op wrappers make their inputs contiguous first).
+pub(crate) fn contiguous<'a, T: Real>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &'static str,
+) -> Result<&'a [T]> {
+    let data = T::slice(s)
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: expected {:?} storage", T::DTYPE)))?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!(
+            "{op}: input must be contiguous, got strides {:?}",
+            l.stride()
+        ),
+    }
+}
+
+pub(crate) fn u32_contiguous<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &'static str,
+) -> Result<&'a [u32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::U32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("{op}: expected contiguous u32 indices"),
+    }
+}
+
+/// Run `$body` with `$T` bound to the float type of `$dtype` (f32 or f64).
+macro_rules! with_float {
+    ($dtype:expr, $op:expr, |$T:ident| $body:expr) => {
+        match $dtype {
+            candle_core::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            candle_core::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            d => candle_core::bail!("{}: unsupported dtype {:?} (f32/f64 only)", $op, d),
+        }
+    };
+}
+pub(crate) use with_float;
+
+/// Number of worker threads (rayon's pool, which candle's CPU backend also uses).
+pub(crate) fn threads() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
+/// A row-major matrix view for [`gemm`]: base pointer, row stride and column stride.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<T> {
+    pub ptr: *const T,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl<T> Mat<T> {
+    /// A contiguous row-major `(rows, cols)` matrix.
+    pub fn rows(data: &[T], cols: usize) -> Self {
+        Mat {
+            ptr: data.as_ptr(),
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+    /// The transpose of a contiguous row-major `(rows, cols)` matrix, seen as `(cols, rows)`.
+    pub fn rows_t(data: &[T], cols: usize) -> Self {
+        Mat {
+            ptr: data.as_ptr(),
+            rs: 1,
+            cs: cols as isize,
+        }
+    }
+}
+
+/// `dst (m×n, row-major contiguous) (+)= a (m×k) · b (k×n)`.
+///
+/// Slices are bounds-checked against the extents the strides imply before calling into `gemm`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    accumulate: bool,
+    a: Mat<T>,
+    a_len: usize,
+    b: Mat<T>,
+    b_len: usize,
+    parallel: bool,
+) {
+    assert!(dst.len() >= m * n, "gemm: dst too small");
+    let extent = |mat: &Mat<T>, r: usize, c: usize| -> usize {
+        if r == 0 || c == 0 {
+            0
+        } else {
+            ((r - 1) as isize * mat.rs + (c - 1) as isize * mat.cs) as usize + 1
+        }
+    };
+    assert!(extent(&a, m, k) <= a_len, "gemm: lhs out of bounds");
+    assert!(extent(&b, k, n) <= b_len, "gemm: rhs out of bounds");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(T::from_f64(0.0));
+        }
+        return;
+    }
+    let par = if parallel && threads() > 1 {
+        gemm::Parallelism::Rayon(threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: extents checked above; dst is a distinct &mut slice of at least m*n elements.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.ptr,
+            a.cs,
+            a.rs,
+            b.ptr,
+            b.cs,
+            b.rs,
+            T::from_f64(1.0),
+            T::from_f64(1.0),
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Wrap a finished buffer as CPU storage with its shape.
+pub(crate) fn storage<T: Real>(v: Vec<T>, shape: impl Into<Shape>) -> (CpuStorage, Shape) {
+    (T::to_cpu_storage_owned(v), shape.into())
+}

@@ -1,0 +1,102 @@
+//! ReLU whose backward is one fused masked copy (`g·[x > 0]`) instead of candle's
+//! compare + cast + multiply + accumulate; the mask op is linear in `g`, so it is its own backward.
+
+use super::kernels::{contiguous, storage, with_float, Real};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+const CHUNK: usize = 1 << 14;
+
+pub(crate) struct ReluOp;
+/// `g·[x > 0]` (gradient at 0 is 0, as in PyTorch).
+pub(crate) struct ReluMaskOp;
+
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // the negation is the point: NaN passes
+fn relu_fwd<T: Real>(x: &[T]) -> Vec<T> {
+    let zero = T::from_f64(0.0);
+    let mut y = vec![zero; x.len()];
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| {
+            for (a, b) in y.iter_mut().zip(x) {
+                // `!(b <= 0)` lets NaN through, as PyTorch does, so NaN guards still see it.
+                *a = if !(*b <= zero) { *b } else { zero };
+            }
+        });
+    y
+}
+
+fn mask<T: Real>(g: &[T], x: &[T]) -> Vec<T> {
+    let zero = T::from_f64(0.0);
+    let mut y = vec![zero; x.len()];
+    y.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
+        .for_each(|(y, (g, x))| {
+            for ((a, gv), xv) in y.iter_mut().zip(g).zip(x) {
+                *a = if *xv > zero { *gv } else { zero };
+            }
+        });
+    y
+}
+
+impl CustomOp1 for ReluOp {
+    fn name(&self) -> &'static str {
+        "zoo-relu"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        with_float!(s.dtype(), self.name(), |T| {
+            let x = contiguous::<T>(s, l, self.name())?;
+            Ok(storage(relu_fwd(x), l.shape().clone()))
+        })
+    }
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(g.contiguous()?.apply_op2(x, ReluMaskOp)?))
+    }
+}
+
+impl CustomOp2 for ReluMaskOp {
+    fn name(&self) -> &'static str {
+        "zoo-relu-mask"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!(
+                "{}: shapes {:?} and {:?} differ",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        with_float!(s1.dtype(), self.name(), |T| {
+            let g = contiguous::<T>(s1, l1, self.name())?;
+            let x = contiguous::<T>(s2, l2, self.name())?;
+            Ok(storage(mask(g, x), l1.shape().clone()))
+        })
+    }
+    fn bwd(
+        &self,
+        g: &Tensor,
+        x: &Tensor,
+        _res: &Tensor,
+        gg: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // Linear in g; piecewise constant (zero derivative a.e.) in x.
+        let dg = if g.track_op() {
+            Some(gg.contiguous()?.apply_op2(x, ReluMaskOp)?)
+        } else {
+            None
+        };
+        Ok((dg, None))
+    }
+}
+
+pub(crate) fn relu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(ReluOp)
+}

@@ -1,0 +1,727 @@
+//! The meta-gradient step against central finite differences in f64.
+//!
+//! Each oracle below recomputes the meta loss `L` from scratch with *first-order* autograd only
+//! (fresh variables, one backward for the inner gradient, detached), so it shares nothing with the
+//! double-backward mechanism under test. Tolerance: `|analytic − FD| ≤ 1e-6·max|FD| + 1e-9`
+//! elementwise (central differences with step 1e-5; truncation ~1e-10, rounding ~1e-11).
+//!
+//! Needs `CANDLE_GRAD_DO_NOT_DETACH=1` (set by `.cargo/config.toml` for `cargo test`).
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use zoo_models::loss::{self, Reduction};
+use zoo_models::meta::{self, second_order_available};
+use zoo_models::models::{LeNet, LeNetConfig, ResNetCifar, ResNetCifarConfig, VNet};
+use zoo_models::{ops, Classifier, Ctx, ParamSet, ParamStore};
+
+const H: f64 = 1e-5;
+
+fn randn(rng: &mut StdRng, shape: &[usize], scale: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    // Sum of uniforms: roughly normal, deterministic and dependency-free.
+    let v: Vec<f64> = (0..n)
+        .map(|_| (0..4).map(|_| rng.random::<f64>() - 0.5).sum::<f64>() * scale)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn labels(rng: &mut StdRng, n: usize, c: u32) -> Tensor {
+    let v: Vec<u32> = (0..n).map(|_| rng.random_range(0..c)).collect();
+    Tensor::from_vec(v, n, &Device::Cpu).unwrap()
+}
+
+fn v1(t: &Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+fn s(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64).unwrap().to_scalar().unwrap()
+}
+
+fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| {
+            let mut p = x.to_vec();
+            p[i] += H;
+            let mut m = x.to_vec();
+            m[i] -= H;
+            (f(&p) - f(&m)) / (2.0 * H)
+        })
+        .collect()
+}
+
+fn assert_matches_fd(analytic: &[f64], numeric: &[f64], what: &str) {
+    assert_eq!(analytic.len(), numeric.len(), "{what}");
+    let scale = numeric.iter().fold(0f64, |m, x| m.max(x.abs()));
+    assert!(
+        scale > 1e-8,
+        "{what}: finite-difference gradient is ~0, test is vacuous"
+    );
+    for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
+        assert!(
+            (a - n).abs() <= 1e-6 * scale + 1e-9,
+            "{what}: entry {i}: analytic {a} vs finite differences {n}\nanalytic {analytic:?}\nnumeric  {numeric:?}"
+        );
+    }
+}
+
+fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    num / den
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two tiny classifiers in f64, written against the public ops so the test does not depend on the
+// zoo's model definitions.
+
+/// 5-8-3 ReLU MLP.
+struct TinyMlp {
+    store: ParamStore,
+}
+
+impl TinyMlp {
+    fn new(rng: &mut StdRng) -> Self {
+        let mut store = ParamStore::new(&Device::Cpu);
+        store
+            .add_var("fc1.weight", randn(rng, &[8, 5], 0.8))
+            .unwrap();
+        store.add_var("fc1.bias", randn(rng, &[8], 0.3)).unwrap();
+        store
+            .add_var("fc2.weight", randn(rng, &[3, 8], 0.8))
+            .unwrap();
+        store.add_var("fc2.bias", randn(rng, &[3], 0.3)).unwrap();
+        Self { store }
+    }
+}
+
+impl Classifier for TinyMlp {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+    fn features(&self, p: &ParamSet, x: &Tensor, _ctx: &mut Ctx) -> Result<Tensor> {
+        ops::linear(x, p.get("fc1.weight")?, Some(p.get("fc1.bias")?))?.relu()
+    }
+    fn head(&self) -> (&str, Option<&str>) {
+        ("fc2.weight", Some("fc2.bias"))
+    }
+    fn num_classes(&self) -> usize {
+        3
+    }
+    fn feature_dim(&self) -> usize {
+        8
+    }
+}
+
+/// conv3x3(3→4)+BN+ReLU, 2×2 max pool, conv3x3(4→4, stride 2)+BN+ReLU, global average pool,
+/// linear(4→3). BatchNorm in training mode (batch statistics) as under the virtual step.
+struct TinyConvBn {
+    store: ParamStore,
+}
+
+impl TinyConvBn {
+    fn new(rng: &mut StdRng) -> Self {
+        let mut store = ParamStore::new(&Device::Cpu);
+        store
+            .add_var("conv1.weight", randn(rng, &[4, 3, 3, 3], 0.5))
+            .unwrap();
+        store
+            .add_var("bn1.weight", (randn(rng, &[4], 0.2) + 1.0).unwrap())
+            .unwrap();
+        store.add_var("bn1.bias", randn(rng, &[4], 0.2)).unwrap();
+        store
+            .add_var("conv2.weight", randn(rng, &[4, 4, 3, 3], 0.5))
+            .unwrap();
+        store
+            .add_var("bn2.weight", (randn(rng, &[4], 0.2) + 1.0).unwrap())
+            .unwrap();
+        store.add_var("bn2.bias", randn(rng, &[4], 0.2)).unwrap();
+        store
+            .add_var("fc.weight", randn(rng, &[3, 4], 0.8))
+            .unwrap();
+        store.add_var("fc.bias", randn(rng, &[3], 0.3)).unwrap();
+        Self { store }
+    }
+}
+
+impl Classifier for TinyConvBn {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+    fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        assert!(
+            ctx.train && !ctx.update_stats,
+            "meta forwards must not update BN statistics"
+        );
+        let bn = |x: &Tensor, n: &str| -> Result<Tensor> {
+            let w = p.get(&format!("{n}.weight"))?;
+            let b = p.get(&format!("{n}.bias"))?;
+            Ok(ops::batch_norm_train(x, w, b, 1e-5)?.0)
+        };
+        let h = ops::conv2d(x, p.get("conv1.weight")?, 1, 1, 1)?;
+        let h = bn(&h, "bn1")?.relu()?;
+        let h = ops::max_pool2d(&h, 2)?;
+        let h = ops::conv2d(&h, p.get("conv2.weight")?, 2, 1, 1)?;
+        let h = bn(&h, "bn2")?.relu()?;
+        ops::global_avg_pool(&h)
+    }
+    fn head(&self) -> (&str, Option<&str>) {
+        ("fc.weight", Some("fc.bias"))
+    }
+    fn num_classes(&self) -> usize {
+        3
+    }
+    fn feature_dim(&self) -> usize {
+        4
+    }
+}
+
+/// The model's parameters in f64 (a differentiable copy when the store is f32, the variables
+/// themselves when it is f64).
+fn theta64(model: &dyn Classifier) -> ParamSet {
+    model.store().params().to_dtype(DType::F64).unwrap()
+}
+
+fn meta_ctx() -> Ctx<'static> {
+    Ctx::train_no_rng(false)
+}
+
+/// Detached values of `theta`, as fresh variables (for the first-order oracles).
+fn fresh_vars(theta: &BTreeMap<String, Tensor>) -> (ParamSet, BTreeMap<String, Var>) {
+    let vars: BTreeMap<String, Var> = theta
+        .iter()
+        .map(|(n, t)| (n.clone(), Var::from_tensor(&t.detach()).unwrap()))
+        .collect();
+    let p = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    (p, vars)
+}
+
+/// `θ − lr·∇θ loss(θ)`, values only (first-order autograd, detached).
+fn sgd_values(
+    theta: &BTreeMap<String, Tensor>,
+    lr: f64,
+    loss: &dyn Fn(&ParamSet) -> Tensor,
+) -> BTreeMap<String, Tensor> {
+    let (p, vars) = fresh_vars(theta);
+    let g = loss(&p).backward().unwrap();
+    vars.iter()
+        .map(|(n, v)| {
+            let gi = g
+                .get(v.as_tensor())
+                .expect("oracle: missing gradient")
+                .detach();
+            (
+                n.clone(),
+                (v.as_detached_tensor() - (gi * lr).unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+struct Problem {
+    x: Tensor,
+    y: Tensor,
+    xm: Tensor,
+    ym: Tensor,
+    lr: f64,
+}
+
+impl Problem {
+    /// Oracle: `L(θ − α ∇θ Σ w_i ℓ_i(θ)/n)` for fixed weight values `w`.
+    fn meta_loss(&self, model: &dyn Classifier, w: &[f64]) -> f64 {
+        let theta: BTreeMap<String, Tensor> = theta64(model).detach().into_map();
+        let n = w.len() as f64;
+        let wt = Tensor::new(w, &Device::Cpu).unwrap();
+        let theta2 = sgd_values(&theta, self.lr, &|p| {
+            let z = model.forward(p, &self.x, &mut meta_ctx()).unwrap();
+            let l = loss::per_example_ce(&z, &self.y).unwrap();
+            ((l * &wt).unwrap().sum_all().unwrap() / n).unwrap()
+        });
+        let z = model
+            .forward(&ParamSet::new(theta2), &self.xm, &mut meta_ctx())
+            .unwrap();
+        s(&loss::cross_entropy(&z, &self.ym, Reduction::Mean).unwrap())
+    }
+
+    /// `dL/dε` at `ε = eps0` from the audited function.
+    fn analytic(&self, model: &dyn Classifier, eps0: &[f64]) -> Vec<f64> {
+        let eps = Var::from_vec(eps0.to_vec(), eps0.len(), &Device::Cpu).unwrap();
+        let g = meta::classifier_meta_gradient(
+            model,
+            &theta64(model),
+            (&self.x, &self.y),
+            (&self.xm, &self.ym),
+            |_| Ok(eps.as_tensor().clone()),
+            &[eps.as_tensor()],
+            self.lr,
+            None,
+        )
+        .unwrap();
+        v1(&g.grads[0])
+    }
+}
+
+fn mlp_problem(rng: &mut StdRng) -> (TinyMlp, Problem) {
+    let model = TinyMlp::new(rng);
+    let p = Problem {
+        x: randn(rng, &[6, 5], 1.5),
+        y: labels(rng, 6, 3),
+        xm: randn(rng, &[4, 5], 1.5),
+        ym: labels(rng, 4, 3),
+        lr: 0.5,
+    };
+    (model, p)
+}
+
+#[test]
+fn second_order_self_test_passes() {
+    assert!(
+        second_order_available(),
+        "d²(x⁴)/dx² at 1 is not 12: CANDLE_GRAD_DO_NOT_DETACH is not in effect"
+    );
+    meta::require_second_order().unwrap();
+}
+
+#[test]
+fn l2rw_on_mlp_matches_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let (model, p) = mlp_problem(&mut rng);
+    // At ε = 0 (L2RW's point) and at generic weights, where θ' ≠ θ and curvature matters.
+    let zeros = vec![0.0; 6];
+    let generic: Vec<f64> = (0..6).map(|_| rng.random::<f64>()).collect();
+    for eps0 in [zeros.clone(), generic] {
+        let analytic = p.analytic(&model, &eps0);
+        let numeric = fd(&|e| p.meta_loss(&model, e), &eps0);
+        assert_matches_fd(&analytic, &numeric, "MLP dL/dε");
+    }
+    // l2rw_grad is the ε = 0 case, and its value is −(α/n)⟨∇L(θ), ∇ℓ_i(θ)⟩.
+    let g = meta::l2rw_grad(
+        &model,
+        &model.store().params(),
+        (&p.x, &p.y),
+        (&p.xm, &p.ym),
+        p.lr,
+        None,
+    )
+    .unwrap();
+    let via_l2rw = v1(&g.grads[0]);
+    assert_matches_fd(
+        &via_l2rw,
+        &fd(&|e| p.meta_loss(&model, e), &zeros),
+        "l2rw_grad",
+    );
+    let theta = model.store().params();
+    let flat_grad = |loss: Tensor| -> Vec<f64> {
+        let gs = loss.backward().unwrap();
+        theta
+            .iter()
+            .flat_map(|(_, t)| v1(gs.get(t).unwrap()))
+            .collect()
+    };
+    let zm = model.forward(&theta, &p.xm, &mut meta_ctx()).unwrap();
+    let g_meta = flat_grad(loss::cross_entropy(&zm, &p.ym, Reduction::Mean).unwrap());
+    for (i, &got) in via_l2rw.iter().enumerate() {
+        let xi = p.x.narrow(0, i, 1).unwrap();
+        let yi = p.y.narrow(0, i, 1).unwrap();
+        let zi = model.forward(&theta, &xi, &mut meta_ctx()).unwrap();
+        let gi = flat_grad(loss::cross_entropy(&zi, &yi, Reduction::Sum).unwrap());
+        let dot: f64 = g_meta.iter().zip(&gi).map(|(a, b)| a * b).sum();
+        let expected = -p.lr / 6.0 * dot;
+        assert!(
+            (got - expected).abs() < 1e-10 * (1.0 + expected.abs()),
+            "example {i}: {got} vs inner-product formula {expected}"
+        );
+    }
+    // Ren et al.'s weights: clipped at zero and normalised.
+    let w = v1(&meta::l2rw_weights(&g.grads[0]).unwrap());
+    let total: f64 = w.iter().sum();
+    assert!(w.iter().all(|&x| x >= 0.0));
+    assert!((total - 1.0).abs() < 1e-12 || total == 0.0);
+    // Training losses and weights are reported.
+    assert_eq!(g.train_losses.dims(), &[6]);
+    assert_eq!(v1(&g.weights), vec![0.0; 6]);
+}
+
+#[test]
+fn conv_bn_pool_matches_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(2);
+    let model = TinyConvBn::new(&mut rng);
+    let p = Problem {
+        x: randn(&mut rng, &[5, 3, 8, 8], 1.5),
+        y: labels(&mut rng, 5, 3),
+        xm: randn(&mut rng, &[4, 3, 8, 8], 1.5),
+        ym: labels(&mut rng, 4, 3),
+        lr: 0.5,
+    };
+    let eps0: Vec<f64> = (0..5).map(|_| rng.random::<f64>()).collect();
+    let analytic = p.analytic(&model, &eps0);
+    let numeric = fd(&|e| p.meta_loss(&model, e), &eps0);
+    assert_matches_fd(&analytic, &numeric, "conv+BN+pool dL/dε");
+}
+
+/// Library models (f32 stores, run in f64 through a differentiable copy of the parameters).
+#[test]
+fn library_models_match_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(8);
+    // ResNet-8: option-A shortcuts, BatchNorm, global average pooling.
+    let resnet = ResNetCifar::new(ResNetCifarConfig::new(8, 3), &mut rng, &Device::Cpu).unwrap();
+    // Ren et al.'s LeNet: 3×3 stride-2 SAME max pooling.
+    let lenet = LeNet::new(LeNetConfig::mnist(3), &mut rng, &Device::Cpu).unwrap();
+    let cases: [(&dyn Classifier, [usize; 3], &str); 2] = [
+        (&resnet, [3, 8, 8], "ResNet-8"),
+        (&lenet, [1, 28, 28], "LeNet"),
+    ];
+    for (model, [c, h, w], name) in cases {
+        let p = Problem {
+            x: randn(&mut rng, &[4, c, h, w], 1.5),
+            y: labels(&mut rng, 4, 3),
+            xm: randn(&mut rng, &[4, c, h, w], 1.5),
+            ym: labels(&mut rng, 4, 3),
+            lr: 0.5,
+        };
+        let eps0: Vec<f64> = (0..4).map(|_| rng.random::<f64>()).collect();
+        let analytic = p.analytic(model, &eps0);
+        let numeric = fd(&|e| p.meta_loss(model, e), &eps0);
+        assert_matches_fd(&analytic, &numeric, &format!("{name} dL/dε"));
+    }
+}
+
+/// `mwn_grad` with the library's VNet equals the finite-difference-checked generic path with
+/// the same network written out by hand (f32 VNet, so f32 tolerance).
+#[test]
+fn mwn_grad_with_library_vnet() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let (model, p) = mlp_problem(&mut rng);
+    let vnet = VNet::new(16, &mut rng, &Device::Cpu).unwrap();
+    let theta = model.store().params();
+    let g = meta::mwn_grad(
+        &model,
+        &theta,
+        &vnet,
+        (&p.x, &p.y),
+        (&p.xm, &p.ym),
+        p.lr,
+        None,
+    )
+    .unwrap();
+    let phi = vnet.store().params().to_dtype(DType::F64).unwrap();
+    let leaves: Vec<&Tensor> = vnet
+        .store()
+        .vars()
+        .values()
+        .map(|v| v.as_tensor())
+        .collect();
+    let reference = meta::classifier_meta_gradient(
+        &model,
+        &theta,
+        (&p.x, &p.y),
+        (&p.xm, &p.ym),
+        |l| vnet_forward(&phi, l),
+        &leaves,
+        p.lr,
+        None,
+    )
+    .unwrap();
+    assert_eq!(g.grads.len(), 4);
+    // The VNet's optimiser step from the meta-gradient.
+    let gs = meta::leaf_grad_store(&leaves, &g.grads).unwrap();
+    let mut opt = zoo_models::optim::Adam::new(0.0);
+    zoo_models::optim::Optimizer::step(&mut opt, vnet.store(), &gs, 1e-3).unwrap();
+    assert!(zoo_models::optim::Optimizer::last_skipped(&opt).is_empty());
+    for (a, b) in g.grads.iter().zip(&reference.grads) {
+        let (a, b) = (v1(a), v1(b));
+        let scale = b.iter().fold(0f64, |m, x| m.max(x.abs()));
+        assert!(scale > 1e-6);
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-4 * scale, "{a:?} vs {b:?}");
+        }
+    }
+}
+
+/// A 1-4-1 VNet `σ(W₂ relu(W₁ ℓ + b₁) + b₂)` from explicit parameter values.
+fn vnet_forward(phi: &ParamSet, l: &Tensor) -> Result<Tensor> {
+    let h = ops::linear(
+        &l.unsqueeze(1)?,
+        phi.get("linear1.weight")?,
+        Some(phi.get("linear1.bias")?),
+    )?
+    .relu()?;
+    candle_nn::ops::sigmoid(&ops::linear(
+        &h,
+        phi.get("linear2.weight")?,
+        Some(phi.get("linear2.bias")?),
+    )?)?
+    .squeeze(1)
+}
+
+#[test]
+fn vnet_meta_gradient_matches_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let (model, p) = mlp_problem(&mut rng);
+    let mut vstore = ParamStore::new(&Device::Cpu);
+    vstore
+        .add_var("linear1.weight", randn(&mut rng, &[4, 1], 1.5))
+        .unwrap();
+    vstore
+        .add_var("linear1.bias", randn(&mut rng, &[4], 0.5))
+        .unwrap();
+    vstore
+        .add_var("linear2.weight", randn(&mut rng, &[1, 4], 1.5))
+        .unwrap();
+    vstore
+        .add_var("linear2.bias", randn(&mut rng, &[1], 0.5))
+        .unwrap();
+    let phi = vstore.params();
+    let names: Vec<String> = phi.names().cloned().collect();
+    let leaves: Vec<&Tensor> = names.iter().map(|n| phi.get(n).unwrap()).collect();
+    let g = meta::classifier_meta_gradient(
+        &model,
+        &model.store().params(),
+        (&p.x, &p.y),
+        (&p.xm, &p.ym),
+        |l| vnet_forward(&phi, l),
+        &leaves,
+        p.lr,
+        None,
+    )
+    .unwrap();
+    let analytic: Vec<f64> = g.grads.iter().flat_map(v1).collect();
+
+    // Oracle: weights = VNet_φ(ℓ(θ)) with ℓ computed once (the VNet input is data), then the
+    // same first-order oracle as for ε.
+    let z = model
+        .forward(&model.store().params(), &p.x, &mut meta_ctx())
+        .unwrap();
+    let ell = loss::per_example_ce(&z, &p.y).unwrap().detach();
+    let shapes: Vec<Vec<usize>> = leaves.iter().map(|t| t.dims().to_vec()).collect();
+    let phi0: Vec<f64> = leaves.iter().flat_map(|t| v1(t)).collect();
+    let f = |flat: &[f64]| -> f64 {
+        let mut off = 0;
+        let mut set = BTreeMap::new();
+        for (n, sh) in names.iter().zip(&shapes) {
+            let k: usize = sh.iter().product();
+            let t =
+                Tensor::from_vec(flat[off..off + k].to_vec(), sh.as_slice(), &Device::Cpu).unwrap();
+            set.insert(n.clone(), t);
+            off += k;
+        }
+        let w = v1(&vnet_forward(&ParamSet::new(set), &ell).unwrap());
+        p.meta_loss(&model, &w)
+    };
+    assert_matches_fd(&analytic, &fd(&f, &phi0), "VNet dL/dφ");
+    assert!(v1(&g.weights).iter().all(|&w| w > 0.0 && w < 1.0));
+}
+
+/// Two virtual steps on two different batches, meta loss on a third; gradient w.r.t. θ.
+struct Unrolled {
+    batches: Vec<(Tensor, Tensor)>,
+    meta: (Tensor, Tensor),
+    lr: f64,
+}
+
+impl Unrolled {
+    fn run(&self, model: &TinyMlp, first_order: bool) -> (Vec<f64>, Vec<String>) {
+        let theta = model.store().params();
+        let g = meta::unrolled_meta_gradient(
+            &theta,
+            self.batches.len(),
+            self.lr,
+            first_order,
+            |j, q| {
+                let (x, y) = &self.batches[j];
+                let z = model.forward(q, x, &mut meta_ctx())?;
+                loss::cross_entropy(&z, y, Reduction::Mean)
+            },
+            |q| {
+                let z = model.forward(q, &self.meta.0, &mut meta_ctx())?;
+                loss::cross_entropy(&z, &self.meta.1, Reduction::Mean)
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(g.inner_losses.len(), self.batches.len());
+        let names: Vec<String> = g.grads.keys().cloned().collect();
+        (g.grads.values().flat_map(v1).collect(), names)
+    }
+
+    /// Oracle: `L(θ'_k(θ))` with each step's gradient from first-order autograd.
+    fn value(&self, model: &TinyMlp, theta: BTreeMap<String, Tensor>) -> f64 {
+        let mut th = theta;
+        for (x, y) in &self.batches {
+            th = sgd_values(&th, self.lr, &|p| {
+                let z = model.forward(p, x, &mut meta_ctx()).unwrap();
+                loss::cross_entropy(&z, y, Reduction::Mean).unwrap()
+            });
+        }
+        let z = model
+            .forward(&ParamSet::new(th), &self.meta.0, &mut meta_ctx())
+            .unwrap();
+        s(&loss::cross_entropy(&z, &self.meta.1, Reduction::Mean).unwrap())
+    }
+}
+
+#[test]
+fn unrolled_two_steps_matches_finite_differences_and_differs_from_first_order() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let model = TinyMlp::new(&mut rng);
+    let u = Unrolled {
+        batches: (0..2)
+            .map(|_| (randn(&mut rng, &[6, 5], 1.5), labels(&mut rng, 6, 3)))
+            .collect(),
+        meta: (randn(&mut rng, &[4, 5], 1.5), labels(&mut rng, 4, 3)),
+        lr: 0.5,
+    };
+    let (exact, names) = u.run(&model, false);
+    let theta0: BTreeMap<String, Tensor> = model.store().params().detach().into_map();
+    assert_eq!(names, theta0.keys().cloned().collect::<Vec<_>>());
+    let shapes: Vec<Vec<usize>> = theta0.values().map(|t| t.dims().to_vec()).collect();
+    let flat0: Vec<f64> = theta0.values().flat_map(v1).collect();
+    let f = |flat: &[f64]| -> f64 {
+        let mut off = 0;
+        let mut th = BTreeMap::new();
+        for (n, sh) in names.iter().zip(&shapes) {
+            let k: usize = sh.iter().product();
+            let t =
+                Tensor::from_vec(flat[off..off + k].to_vec(), sh.as_slice(), &Device::Cpu).unwrap();
+            th.insert(n.clone(), t);
+            off += k;
+        }
+        u.value(&model, th)
+    };
+    let numeric = fd(&f, &flat0);
+    assert_matches_fd(&exact, &numeric, "unrolled k=2 dL/dθ");
+
+    // The detachment guard: the first-order result (what silently detached gradients produce)
+    // must be far from the exact one, so the check above would fail under detachment.
+    let (first, _) = u.run(&model, true);
+    let d = rel_diff(&first, &exact);
+    assert!(
+        d > 0.05,
+        "first-order and exact meta-gradients differ by only {d:.3e}"
+    );
+    // And the first-order version is ∇L(θ'_k) (identity Jacobians).
+    let th2 = {
+        let mut th = theta0.clone();
+        for (x, y) in &u.batches {
+            th = sgd_values(&th, u.lr, &|p| {
+                let z = model.forward(p, x, &mut meta_ctx()).unwrap();
+                loss::cross_entropy(&z, y, Reduction::Mean).unwrap()
+            });
+        }
+        th
+    };
+    let (pv, vars) = fresh_vars(&th2);
+    let z = model.forward(&pv, &u.meta.0, &mut meta_ctx()).unwrap();
+    let gs = loss::cross_entropy(&z, &u.meta.1, Reduction::Mean)
+        .unwrap()
+        .backward()
+        .unwrap();
+    let direct: Vec<f64> = vars
+        .values()
+        .flat_map(|v| v1(gs.get(v.as_tensor()).unwrap()))
+        .collect();
+    for (a, b) in first.iter().zip(&direct) {
+        assert!((a - b).abs() < 1e-12, "first-order {a} vs ∇L(θ'_k) {b}");
+    }
+}
+
+#[test]
+fn one_step_meta_gradient_needs_second_order_terms() {
+    // dL/dε exists only through ∇θℓ: with detached inner gradients it would be missing (candle
+    // returns no gradient at all). Here it must be present and non-zero for every example.
+    let mut rng = StdRng::seed_from_u64(5);
+    let (model, p) = mlp_problem(&mut rng);
+    let g = p.analytic(&model, &[0.0; 6]);
+    assert!(g.iter().all(|x| x.abs() > 1e-8), "{g:?}");
+}
+
+#[test]
+fn errors_are_clear() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let (model, p) = mlp_problem(&mut rng);
+    // A leaf the weights do not depend on.
+    let unrelated = Var::zeros(6, DType::F64, &Device::Cpu).unwrap();
+    let e = meta::classifier_meta_gradient(
+        &model,
+        &model.store().params(),
+        (&p.x, &p.y),
+        (&p.xm, &p.ym),
+        |_| Tensor::ones(6, DType::F64, &Device::Cpu),
+        &[unrelated.as_tensor()],
+        p.lr,
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no gradient"), "{e}");
+    // Weights of the wrong shape.
+    let e = meta::classifier_meta_gradient(
+        &model,
+        &model.store().params(),
+        (&p.x, &p.y),
+        (&p.xm, &p.ym),
+        |_| Tensor::ones(5, DType::F64, &Device::Cpu),
+        &[],
+        p.lr,
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("weights must have shape"), "{e}");
+}
+
+#[test]
+fn frozen_parameters_pass_through_and_to_grad_store_feeds_optimisers() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let (model, p) = mlp_problem(&mut rng);
+    model.store().set_trainable("fc1.weight", false).unwrap();
+    let theta = model.store().params();
+    let step = meta::virtual_step(&theta, 0.1, false, |q| {
+        let z = model.forward(q, &p.x, &mut meta_ctx())?;
+        loss::cross_entropy(&z, &p.y, Reduction::Mean)
+    })
+    .unwrap();
+    assert!(step.no_grad.is_empty());
+    let before = v1(theta.get("fc1.weight").unwrap());
+    assert_eq!(v1(step.params.get("fc1.weight").unwrap()), before);
+    assert_ne!(
+        v1(step.params.get("fc2.weight").unwrap()),
+        v1(theta.get("fc2.weight").unwrap())
+    );
+
+    let u = meta::unrolled_meta_gradient(
+        &theta,
+        1,
+        0.1,
+        false,
+        |_, q| {
+            let z = model.forward(q, &p.x, &mut meta_ctx())?;
+            loss::cross_entropy(&z, &p.y, Reduction::Mean)
+        },
+        |q| {
+            let z = model.forward(q, &p.xm, &mut meta_ctx())?;
+            loss::cross_entropy(&z, &p.ym, Reduction::Mean)
+        },
+        &[],
+    )
+    .unwrap();
+    assert!(!u.grads.contains_key("fc1.weight"));
+    let gs = meta::to_grad_store(model.store(), &u.grads).unwrap();
+    use zoo_models::optim::{Optimizer, Sgd};
+    let mut opt = Sgd::new(0.0, false, 0.0).unwrap();
+    opt.step(model.store(), &gs, 0.1).unwrap();
+    assert!(opt.last_skipped().is_empty());
+}

@@ -1,0 +1,172 @@
+//! Max pooling (2/2, 3/2 with padding) and global average pooling: hand-computed gradients, the
+//! exact reference, and finite differences in f64 at first and second order.
+
+mod ops_common;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use ops_common::*;
+use zoo_models::ops::{self, reference};
+
+#[test]
+fn max_pool_gradient_goes_to_the_maximum_with_weight_one() {
+    // candle's own max_pool2d returns [0, 0, 0, 0.25] here.
+    let x = Var::from_vec(vec![1f32, 2., 3., 4.], (1, 1, 2, 2), &Device::Cpu).unwrap();
+    let g = ops::max_pool2d(x.as_tensor(), 2)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gx = g
+        .get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(gx, vec![0., 0., 0., 1.]);
+}
+
+#[test]
+fn overlapping_windows_accumulate_and_padding_never_wins() {
+    // 3/2/1 on a 3x3 map: four windows, all containing the centre (the maximum).
+    let v: Vec<f32> = vec![-5., -4., -3., -2., 9., -1., -6., -7., -8.];
+    let x = Var::from_vec(v, (1, 1, 3, 3), &Device::Cpu).unwrap();
+    let y = ops::max_pool2d_ext(x.as_tensor(), 3, 2, 1).unwrap();
+    assert_eq!(y.dims(), &[1, 1, 2, 2]);
+    assert_eq!(
+        y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        vec![9., 9., 9., 9.]
+    );
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let gx = g
+        .get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(gx, vec![0., 0., 0., 0., 4., 0., 0., 0., 0.]);
+}
+
+#[test]
+fn ties_go_to_the_first_maximum() {
+    let x = Var::from_vec(vec![2f32, 2., 1., 2.], (1, 1, 2, 2), &Device::Cpu).unwrap();
+    let g = ops::max_pool2d(x.as_tensor(), 2)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gx = g
+        .get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(gx, vec![1., 0., 0., 0.]);
+}
+
+/// (n, c, h, w, k, stride, pad)
+const CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (2, 3, 8, 8, 2, 2, 0),
+    (2, 3, 7, 9, 2, 2, 0),
+    (3, 2, 9, 8, 3, 2, 1),
+    (2, 2, 10, 7, 3, 2, 1),
+    (1, 4, 6, 6, 3, 3, 0),
+    (2, 1, 5, 6, 3, 1, 1),
+];
+
+#[test]
+fn max_pool_matches_reference() {
+    for dtype in [DType::F32, DType::F64] {
+        for (i, &(n, c, h, w, k, s, p)) in CASES.iter().enumerate() {
+            let what = format!("case {i} {:?} {dtype:?}", CASES[i]);
+            let x = randn(&[n, c, h, w], 40 + i as u64, dtype);
+            let fast = ops::max_pool2d_ext(&x, k, s, p).unwrap();
+            let refr = reference::max_pool2d(&x, k, s, p).unwrap();
+            assert_close(&format!("{what} forward"), &fast, &refr, 0.0);
+            let r = randn(fast.dims(), 50 + i as u64, dtype);
+            let f_fast = |t: &[Tensor]| -> Result<Tensor> {
+                (ops::max_pool2d_ext(&t[0], k, s, p)? * &r)?.sum_all()
+            };
+            let f_ref = |t: &[Tensor]| -> Result<Tensor> {
+                (reference::max_pool2d(&t[0], k, s, p)? * &r)?.sum_all()
+            };
+            let gf = grads(&f_fast, std::slice::from_ref(&x)).unwrap();
+            let gr = grads(&f_ref, std::slice::from_ref(&x)).unwrap();
+            assert_close(&format!("{what} grad"), &gf[0], &gr[0], 1e-6);
+        }
+    }
+}
+
+#[test]
+fn max_pool_first_and_second_order_finite_differences() {
+    for (i, &(n, c, h, w, k, s, p)) in CASES.iter().enumerate() {
+        let x = randn(&[n, c, h, w], 60 + i as u64, DType::F64);
+        let r = randn(
+            ops::max_pool2d_ext(&x, k, s, p).unwrap().dims(),
+            70 + i as u64,
+            DType::F64,
+        );
+        // tanh after the pool makes the second derivative non-zero.
+        let f = |t: &[Tensor]| -> Result<Tensor> {
+            (ops::max_pool2d_ext(&t[0], k, s, p)?.tanh()? * &r)?.sum_all()
+        };
+        check_first_and_second_order(&format!("max pool case {i} {:?}", CASES[i]), &f, &[x], 40);
+    }
+}
+
+/// conv → relu-free tanh → pool → conv: second order flows through the pool's scatter/gather.
+#[test]
+fn conv_pool_conv_second_order() {
+    let x = randn(&[2, 2, 9, 9], 1, DType::F64);
+    let w1 = randn(&[4, 2, 3, 3], 2, DType::F64);
+    let w2 = randn(&[3, 4, 3, 3], 3, DType::F64);
+    let r = randn(&[2, 3, 2, 2], 4, DType::F64);
+    let f = |t: &[Tensor]| -> Result<Tensor> {
+        let h = ops::conv2d(&t[0], &t[1], 1, 1, 1)?.tanh()?;
+        let h = ops::max_pool2d_ext(&h, 3, 2, 1)?;
+        let h = ops::max_pool2d(&ops::conv2d(&h, &t[2], 1, 1, 1)?, 2)?;
+        (h.tanh()? * &r)?.sum_all()
+    };
+    check_first_and_second_order("conv-pool-conv", &f, &[x, w1, w2], 25);
+}
+
+#[test]
+fn global_avg_pool_first_and_second_order() {
+    let x = randn(&[3, 4, 5, 3], 5, DType::F64);
+    let r = randn(&[3, 4], 6, DType::F64);
+    let y = ops::global_avg_pool(&x).unwrap();
+    let want = x
+        .mean_keepdim(3)
+        .unwrap()
+        .mean_keepdim(2)
+        .unwrap()
+        .squeeze(3)
+        .unwrap()
+        .squeeze(2)
+        .unwrap();
+    assert_close("gap forward", &y, &want, 1e-14);
+    let f =
+        |t: &[Tensor]| -> Result<Tensor> { (ops::global_avg_pool(&t[0])?.tanh()? * &r)?.sum_all() };
+    check_first_and_second_order("global avg pool", &f, &[x], 40);
+}
+
+#[test]
+fn max_pool_rejects_bad_geometry() {
+    let x = randn(&[1, 1, 4, 4], 1, DType::F32);
+    assert!(
+        ops::max_pool2d_ext(&x, 2, 2, 2).is_err(),
+        "padding > k/2 accepted"
+    );
+    assert!(
+        ops::max_pool2d_ext(&x, 5, 1, 0).is_err(),
+        "window larger than input accepted"
+    );
+    assert!(
+        ops::max_pool2d_ext(&x, 2, 0, 0).is_err(),
+        "stride 0 accepted"
+    );
+}
