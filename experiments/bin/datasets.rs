@@ -59,7 +59,7 @@ struct Common {
     /// train or test.
     #[arg(long, default_value = "train")]
     split: Split,
-    /// Label noise: none, uniform:R, uniform_any:R, pair:R, background:R[:CLASS], asym:R.
+    /// Label noise: none, uniform:R, uniform_any:R, pair:R, background:R (or background:R:CLASS), asym:R.
     #[arg(long, default_value = "none")]
     noise: NoiseSpec,
     /// Class imbalance: none, longtail:IF, step:RHO.
@@ -67,7 +67,7 @@ struct Common {
     imbalance: ImbalanceSpec,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Read parquet files from DIR/<repo-relative path> instead of the hub cache.
+    /// Read parquet files from DIR/(the repo-relative path) instead of the hub cache.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Hugging Face cache root (sets HF_HOME).

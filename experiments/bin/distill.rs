@@ -4,7 +4,7 @@
 //! validation split), and the error of the distilled student against T.
 //!
 //! ```text
-//! cargo run --release --bin distill -- --preset cpu --seeds 0,1,2
+//! cargo run --release --bin distill -- --preset cpu            # seeds 0,1,2
 //! cargo run --release --bin distill -- --preset cpu --teacher results/distill/cpu/teacher.safetensors
 //! cargo run --release --bin distill -- --preset smoke --out /tmp/distill
 //! ```
@@ -16,8 +16,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use clap::Parser;
-use zoo::cli::{CommonArgs, ExperimentConfig};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use zoo::cli::{CommonArgs, ExperimentConfig, Preset, SeedList};
 use zoo::distill::DistillConfig;
 
 #[derive(Parser)]
@@ -66,7 +67,16 @@ struct Args {
 
 fn main() -> Result<()> {
     zoo::init_process();
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches)?;
+    // Three seeds for the paper and cpu presets (mean ± std), one for smoke, unless --seeds.
+    if matches.value_source("seeds") != Some(ValueSource::CommandLine) {
+        let seeds = match args.common.preset {
+            Preset::Smoke => vec![0],
+            Preset::Cpu | Preset::Paper => vec![0, 1, 2],
+        };
+        args.common.seeds = SeedList(seeds);
+    }
     let mut cfg = DistillConfig::preset(args.common.preset);
     if let Some(t) = args.temperature {
         cfg.kd.temperature = t;
