@@ -135,6 +135,43 @@ fn smoke_preset_writes_a_valid_summary_and_reuses_its_teacher() {
 }
 
 #[test]
+fn tune_mode_scores_the_grid_on_validation() {
+    let out = tmp_dir("tune");
+    let o = out.to_str().unwrap();
+    let r = run(&[
+        "--preset",
+        "smoke",
+        "--cpu",
+        "--tune",
+        "--out",
+        o,
+        "--tune-hard-lrs",
+        "0.05",
+        "--tune-kd-lrs",
+        "0.02,0.05",
+        "--tune-alphas",
+        "0.5",
+    ]);
+    assert!(
+        r.status.success(),
+        "distill --tune failed:\n{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let t = read_json(&out.join("tune.json"));
+    let points = t["points"].as_array().expect("points");
+    assert_eq!(points.len(), 3);
+    for p in points {
+        let e = p["val_errors"].as_u64().expect("val errors");
+        assert!(e <= 300, "{e} errors of 300 validation images");
+    }
+    let md = std::fs::read_to_string(out.join("tune.md")).unwrap();
+    assert!(md.contains("Best distilled") && md.contains("val errors"));
+    // No summary: tuning is not the experiment.
+    assert!(!out.join("summary.json").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn bad_flags_are_rejected_before_any_work() {
     let out = tmp_dir("bad");
     let o = out.to_str().unwrap();
@@ -150,6 +187,8 @@ fn bad_flags_are_rejected_before_any_work() {
         vec!["--preset", "smoke", "--out", o, "--alpha", "1.5"],
         vec!["--preset", "smoke", "--out", o, "--sweep", "1,-2"],
         vec!["--preset", "smoke", "--out", o, "--temperature", "0"],
+        vec!["--preset", "smoke", "--out", o, "--tune-alphas", "2"],
+        vec!["--preset", "smoke", "--out", o, "--kd-batch", "0"],
     ] {
         let r = run(&args);
         assert!(!r.status.success(), "{args:?} accepted");

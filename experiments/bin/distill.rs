@@ -44,6 +44,12 @@ struct Args {
     /// Epochs of every student (hard-label and distilled).
     #[arg(long)]
     student_epochs: Option<usize>,
+    /// Epochs of the distilled students only (after --student-epochs).
+    #[arg(long)]
+    kd_epochs: Option<usize>,
+    /// Batch size of the distilled students.
+    #[arg(long)]
+    kd_batch: Option<usize>,
     /// Learning rate of the teacher.
     #[arg(long)]
     teacher_lr: Option<f64>,
@@ -59,10 +65,35 @@ struct Args {
     /// Number of seeds (from the first) that also run the temperature sweep.
     #[arg(long)]
     sweep_seeds: Option<usize>,
+    /// `--tune` grid: comma-separated learning rates of the hard-label student ("none": skip).
+    #[arg(long, value_name = "LIST")]
+    tune_hard_lrs: Option<String>,
+    /// `--tune` grid: comma-separated learning rates of the distilled student.
+    #[arg(long, value_name = "LIST")]
+    tune_kd_lrs: Option<String>,
+    /// `--tune` grid: comma-separated soft weights α.
+    #[arg(long, value_name = "LIST")]
+    tune_alphas: Option<String>,
     /// Instead of the experiment, choose the students' learning rates and α on the validation
     /// split (grid of the preset) and write tune.md/tune.json [default out: results/distill/PRESET/tune].
     #[arg(long)]
     tune: bool,
+}
+
+/// A comma-separated list of positive numbers, at least one (grid values are checked for their
+/// range by the config's validation; an empty grid is simply skipped by `--tune`).
+fn parse_list(flag: &str, list: &str) -> Result<Vec<f64>> {
+    let mut v = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match part.parse::<f64>() {
+            Ok(x) if x > 0.0 && x.is_finite() => v.push(x),
+            _ => bail!("{flag}: {part:?} is not a positive number"),
+        }
+    }
+    if v.is_empty() {
+        bail!("{flag}: give at least one value");
+    }
+    Ok(v)
 }
 
 fn main() -> Result<()> {
@@ -91,6 +122,29 @@ fn main() -> Result<()> {
         cfg.student_sgd.epochs = e;
         cfg.kd.sgd.epochs = e;
     }
+    if let Some(e) = args.kd_epochs {
+        cfg.kd.sgd.epochs = e;
+    }
+    if let Some(b) = args.kd_batch {
+        cfg.kd.sgd.batch_size = b;
+    }
+    for (flag, list, field) in [
+        (
+            "--tune-hard-lrs",
+            &args.tune_hard_lrs,
+            &mut cfg.tune_hard_lrs,
+        ),
+        ("--tune-kd-lrs", &args.tune_kd_lrs, &mut cfg.tune_kd_lrs),
+        ("--tune-alphas", &args.tune_alphas, &mut cfg.tune_alphas),
+    ] {
+        if let Some(list) = list {
+            *field = if list == "none" {
+                Vec::new()
+            } else {
+                parse_list(flag, list)?
+            };
+        }
+    }
     if let Some(lr) = args.teacher_lr {
         cfg.teacher_sgd.lr = lr;
     }
@@ -104,17 +158,7 @@ fn main() -> Result<()> {
         cfg.sweep_seeds = n;
     }
     if let Some(list) = &args.sweep {
-        let mut ts = Vec::new();
-        for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            match part.parse::<f64>() {
-                Ok(t) if t > 0.0 && t.is_finite() => ts.push(t),
-                _ => bail!("--sweep: {part:?} is not a positive temperature"),
-            }
-        }
-        if ts.is_empty() {
-            bail!("--sweep: give at least one temperature");
-        }
-        cfg.sweep_temperatures = ts;
+        cfg.sweep_temperatures = parse_list("--sweep", list)?;
     }
     if let Some(p) = &args.teacher {
         if !p.is_file() {

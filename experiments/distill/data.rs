@@ -67,6 +67,7 @@ pub fn batch(
 }
 
 /// A whole split as one normalised tensor, for evaluation.
+#[derive(Clone)]
 pub struct EvalSet {
     /// `(n, 1, 28, 28)` normalised images.
     pub x: Tensor,

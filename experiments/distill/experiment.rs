@@ -147,14 +147,8 @@ fn get_teacher(
         splits.train.clone(),
         normalize(cfg)?,
         Targets::Hard,
-        EvalSet {
-            x: val.x.clone(),
-            labels: val.labels.clone(),
-        },
-        EvalSet {
-            x: test.x.clone(),
-            labels: test.labels.clone(),
-        },
+        val.clone(),
+        test.clone(),
         dev,
     )?;
     let runner = Runner::with_dir(&exp.results, &[cfg.teacher_seed], cfg.teacher_sgd.epochs)
@@ -245,14 +239,8 @@ fn train_student(
         data,
         normalize(cfg)?,
         targets,
-        EvalSet {
-            x: val.x.clone(),
-            labels: val.labels.clone(),
-        },
-        EvalSet {
-            x: test.x.clone(),
-            labels: test.labels.clone(),
-        },
+        val.clone(),
+        test.clone(),
         dev,
     )?;
     let runner = Runner::with_dir(&exp.results, &[seed], sgd.epochs)
@@ -348,14 +336,38 @@ pub struct TunePoint {
     pub lr: f64,
     /// Soft weight (distilled only).
     pub alpha: Option<f64>,
-    /// Validation errors after training.
-    pub val_errors: usize,
+    /// Validation errors after training (None: training diverged).
+    pub val_errors: Option<usize>,
+}
+
+impl TunePoint {
+    /// A grid point from a run's outcome; a run stopped by the NaN guard is recorded as diverged
+    /// (a grid is expected to reach unstable learning rates), any other error is passed on.
+    fn new(kind: &str, lr: f64, alpha: Option<f64>, r: Result<NetResult>) -> Result<Self> {
+        let val_errors = match r {
+            Ok(r) => Some(r.val_errors),
+            Err(e) => match e.downcast_ref::<crate::runner::NonFinite>() {
+                Some(nf) => {
+                    tracing::warn!("{kind} lr {lr} alpha {alpha:?} diverged: {nf}");
+                    None
+                }
+                None => return Err(e),
+            },
+        };
+        Ok(Self {
+            kind: kind.into(),
+            lr,
+            alpha,
+            val_errors,
+        })
+    }
 }
 
 /// Chooses the students' learning rates and the soft/hard weighting on the validation split:
-/// trains the hard-label student for each of `cfg.tune_lrs` and the distilled student (T of the
-/// config, full transfer set) for each pair of `cfg.tune_lrs` × `cfg.tune_alphas`, seed = the
-/// first seed, and writes `tune.json` and `tune.md` (validation errors only).
+/// trains the hard-label student for each of `cfg.tune_hard_lrs` and the distilled student (T of
+/// the config, full transfer set) for each pair of `cfg.tune_kd_lrs` × `cfg.tune_alphas`, seed =
+/// the first seed, and writes `tune.json` and `tune.md` (validation errors only). A diverged run
+/// is recorded as such.
 pub fn tune(
     exp: &Experiment<DistillConfig>,
     teacher_path: Option<&Path>,
@@ -371,25 +383,21 @@ pub fn tune(
     };
     let seed = exp.common.seeds()[0];
     let mut points = Vec::new();
-    for &lr in &cfg.tune_lrs {
+    for &lr in &cfg.tune_hard_lrs {
         let mut sgd = cfg.student_sgd.clone();
         sgd.lr = lr;
+        let kind = StudentKind::Hard { sgd };
         let r = train_student(
             &sh,
             seed,
             &format!("tune_hard_lr{lr}"),
-            &StudentKind::Hard { sgd },
+            &kind,
             &TransferSet::Full,
-        )?;
-        points.push(TunePoint {
-            kind: "hard".into(),
-            lr,
-            alpha: None,
-            val_errors: r.val_errors,
-        });
+        );
+        points.push(TunePoint::new("hard", lr, None, r)?);
     }
     for &alpha in &cfg.tune_alphas {
-        for &lr in &cfg.tune_lrs {
+        for &lr in &cfg.tune_kd_lrs {
             let mut sgd = cfg.kd.sgd.clone();
             sgd.lr = lr;
             let kind = StudentKind::Distilled {
@@ -398,37 +406,42 @@ pub fn tune(
                 sgd,
             };
             let label = format!("tune_kd_lr{lr}_a{alpha}");
-            let r = train_student(&sh, seed, &label, &kind, &TransferSet::Full)?;
-            points.push(TunePoint {
-                kind: "distilled".into(),
-                lr,
-                alpha: Some(alpha),
-                val_errors: r.val_errors,
-            });
+            let r = train_student(&sh, seed, &label, &kind, &TransferSet::Full);
+            points.push(TunePoint::new("distilled", lr, Some(alpha), r)?);
         }
     }
     let best = |k: &str| {
         points
             .iter()
-            .filter(|q| q.kind == k)
+            .filter(|q| q.kind == k && q.val_errors.is_some())
             .min_by_key(|q| q.val_errors)
             .cloned()
     };
+    let sgd_line = |s: &SgdConfig| {
+        format!(
+            "{} epochs, batch {}, {:?} decay, momentum {}",
+            s.epochs, s.batch_size, s.decay, s.momentum_end
+        )
+    };
     let mut md = format!(
-        "# distill: validation grid (preset `{}`, seed {seed}, T = {})\n\nTeacher: {} validation errors. \
-         Errors on the {} validation images (the last of MNIST's training set; never trained on). \
-         Test errors are not used here.\n\n| student | lr | α | val errors |\n|---|---:|---:|---:|\n",
+        "# distill: validation grid (preset `{}`, seed {seed}, T = {})\n\n\
+         Teacher: {} validation errors. Hard-label students: {}; distilled students: {}; learning \
+         rates and α from the grid. Errors on the {} validation images (the last of MNIST's \
+         training set; never trained on); test errors are not used here.\n\n\
+         | student | lr | α | val errors |\n|---|---:|---:|---:|\n",
         exp.common.preset,
         cfg.kd.temperature,
         p.teacher.val_errors,
+        sgd_line(&cfg.student_sgd),
+        sgd_line(&cfg.kd.sgd),
         p.val.len()
     );
     for q in &points {
         let a = q.alpha.map_or("—".to_string(), |a| format!("{a}"));
-        md.push_str(&format!(
-            "| {} | {} | {a} | {} |\n",
-            q.kind, q.lr, q.val_errors
-        ));
+        let e = q
+            .val_errors
+            .map_or("diverged (NaN)".to_string(), |e| e.to_string());
+        md.push_str(&format!("| {} | {} | {a} | {e} |\n", q.kind, q.lr));
     }
     for k in ["hard", "distilled"] {
         if let Some(b) = best(k) {
@@ -436,13 +449,17 @@ pub fn tune(
                 "\nBest {k}: lr = {}{} ({} val errors).\n",
                 b.lr,
                 b.alpha.map_or(String::new(), |a| format!(", α = {a}")),
-                b.val_errors
+                b.val_errors.unwrap_or(0)
             ));
         }
     }
+    md.push_str(&format!(
+        "\nCommand: `{}`\n",
+        crate::results::command_line()
+    ));
     exp.results.write_json(
         "tune.json",
-        &serde_json::json!({ "teacher": p.teacher, "points": points }),
+        &serde_json::json!({ "teacher": p.teacher, "config": cfg, "points": points }),
     )?;
     exp.results.write("tune.md", md.as_bytes())?;
     tracing::info!("wrote {}", exp.results.path("tune.md").display());
