@@ -25,6 +25,8 @@ pub trait Optimizer {
 
     /// The optimiser's state as named tensors (PyTorch's names, `"<kind>.<param name>"`, e.g.
     /// `"momentum_buffer.fc.weight"`, `"exp_avg.fc.weight"`, `"step.fc.weight"`), for checkpoints.
+    /// The tensors may share storage with buffers that later steps update in place: serialise
+    /// them at once or `copy()` them to keep a snapshot.
     fn state(&self) -> BTreeMap<String, Tensor>;
 
     /// Restores a state written by [`state`](Self::state). Unknown keys are an error.
@@ -139,6 +141,42 @@ impl Sgd {
     }
 }
 
+impl Sgd {
+    /// The same update as the tensor-op path of [`Optimizer::step`], bit for bit, written into
+    /// the variable and the momentum buffer without temporaries (CPU fast path).
+    fn step_in_place(&mut self, name: String, theta: &Tensor, g: &Tensor, lr: f64) -> Result<()> {
+        use crate::ops::sgd::{update_momentum, update_param, SgdStep};
+        let h = SgdStep {
+            lr,
+            momentum: self.momentum,
+            dampening: self.dampening,
+            weight_decay: self.weight_decay,
+            nesterov: self.nesterov,
+        };
+        if self.momentum == 0.0 {
+            return update_param(theta, g, None, h);
+        }
+        let buf = match self.buffers.get(&name) {
+            Some(b) => {
+                update_momentum(b, g, theta, h)?;
+                b.clone()
+            }
+            // PyTorch's first step: the buffer is the (decayed) gradient itself, an owned copy
+            // because later steps write into it.
+            None => {
+                let b = if self.weight_decay != 0.0 {
+                    (g + (theta * self.weight_decay)?)?
+                } else {
+                    g.copy()?
+                };
+                self.buffers.insert(name, b.clone());
+                b
+            }
+        };
+        update_param(theta, g, Some(&buf), h)
+    }
+}
+
 impl Optimizer for Sgd {
     fn step(&mut self, store: &ParamStore, grads: &GradStore, lr: f64) -> Result<()> {
         check_lr(lr)?;
@@ -146,6 +184,10 @@ impl Optimizer for Sgd {
         let (with, skipped) = collect(store, grads)?;
         for (name, var, g) in with {
             let theta = var.as_detached_tensor();
+            if crate::ops::sgd::applicable(&theta, &g, self.buffers.get(&name)) {
+                self.step_in_place(name, &theta, &g, lr)?;
+                continue;
+            }
             let mut g = if self.weight_decay != 0.0 {
                 (g + (&theta * self.weight_decay)?)?
             } else {
@@ -174,6 +216,8 @@ impl Optimizer for Sgd {
     }
 
     fn state(&self) -> BTreeMap<String, Tensor> {
+        // Shares storage with the live buffers, which later CPU steps update in place: callers
+        // serialise it at once (checkpoints) or `copy()` it to keep a snapshot.
         self.buffers
             .iter()
             .map(|(n, t)| (format!("momentum_buffer.{n}"), t.clone()))
@@ -185,7 +229,8 @@ impl Optimizer for Sgd {
         for (k, t) in state {
             match split_key(k)? {
                 ("momentum_buffer", n) => {
-                    buffers.insert(n.to_string(), t.detach());
+                    // An owned copy: later steps write into it.
+                    buffers.insert(n.to_string(), t.detach().copy()?);
                 }
                 _ => bail!("unexpected key `{k}` in SGD state"),
             }

@@ -194,3 +194,55 @@ fn lr_schedules() {
     .validate()
     .is_err());
 }
+
+/// The CPU fast path updates variables and momentum buffers in place; it must give exactly the
+/// numbers of the tensor-op path (`ops::Backend::Candle`) for every SGD variant, in f32.
+#[test]
+fn in_place_sgd_is_bit_identical_to_tensor_ops() -> Result<()> {
+    use zoo_models::ops::{set_backend, Backend};
+    let dev = Device::Cpu;
+    let n = 1000;
+    let init: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+        .collect();
+    let grads: Vec<Vec<f32>> = (0..4)
+        .map(|k| {
+            (0..n)
+                .map(|i| ((i * (k + 3) * 13 % 97) as f32 - 48.0) / 31.0)
+                .collect()
+        })
+        .collect();
+    let variants: [(f64, f64, bool, f64); 4] = [
+        (0.0, 0.0, false, 0.0),
+        (0.9, 0.0, false, 5e-4),
+        (0.9, 0.9, false, 0.0),
+        (0.9, 0.0, true, 1e-2),
+    ];
+    for (momentum, dampening, nesterov, wd) in variants {
+        let run = |backend: Backend| -> Result<(Vec<f32>, Vec<f32>)> {
+            set_backend(backend);
+            let mut s = ParamStore::new(&dev);
+            s.add_var("w", Tensor::new(init.as_slice(), &dev)?)?;
+            let mut opt = Sgd::new(momentum, nesterov, wd)?;
+            opt.dampening = dampening;
+            for (k, g) in grads.iter().enumerate() {
+                let mut gs = GradStore::default();
+                gs.insert(s.var("w")?.as_tensor(), Tensor::new(g.as_slice(), &dev)?);
+                opt.step(&s, &gs, 0.05 * (k + 1) as f64)?;
+            }
+            let buf = match opt.state().get("momentum_buffer.w") {
+                Some(b) => b.to_vec1()?,
+                None => vec![],
+            };
+            Ok((s.var("w")?.as_tensor().to_vec1()?, buf))
+        };
+        let reference = run(Backend::Candle)?;
+        let fast = run(Backend::Fast)?;
+        set_backend(Backend::Fast);
+        assert_eq!(
+            fast, reference,
+            "momentum {momentum} dampening {dampening} nesterov {nesterov} wd {wd}"
+        );
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@
 //!
 //! Every backward is built from differentiable ops, so gradients of any order are exact.
 
-use super::kernels::{contiguous, storage, with_float, Real};
+use super::kernels::{contiguous, same_shape, storage, with_float, Real};
 use candle_core::backend::BackendStorage;
 use candle_core::WithDType as _;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -173,14 +173,7 @@ impl CustomOp2 for NormalizeBwdOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!(
-                "{}: shapes {:?} and {:?} differ",
-                self.name(),
-                l1.shape(),
-                l2.shape()
-            );
-        }
+        same_shape(self.name(), l1, l2)?;
         let dims = ncr(l1.shape())?;
         let (n, _, r) = dims;
         let m = (n * r) as f64;
@@ -277,14 +270,7 @@ impl CustomOp2 for ChannelDotOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!(
-                "{}: shapes {:?} and {:?} differ",
-                self.name(),
-                l1.shape(),
-                l2.shape()
-            );
-        }
+        same_shape(self.name(), l1, l2)?;
         let dims = ncr(l1.shape())?;
         with_float!(s1.dtype(), self.name(), |T| {
             let a = contiguous::<T>(s1, l1, self.name())?;

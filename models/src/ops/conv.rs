@@ -398,9 +398,10 @@ pub(crate) fn weight_grad(g: Geom, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     apply2(x, dy, ConvWeightGradOp(g))
 }
 
-/// Skip gradients nobody asked for (e.g. the input image of the first layer).
-fn needed(t: &Tensor) -> bool {
-    t.track_op()
+/// Computes a gradient only when somebody asked for it (not e.g. for the input image of the
+/// first layer).
+fn if_needed(t: &Tensor, grad: impl FnOnce() -> Result<Tensor>) -> Result<Option<Tensor>> {
+    t.track_op().then(grad).transpose()
 }
 
 impl CustomOp2 for Conv2dOp {
@@ -433,16 +434,8 @@ impl CustomOp2 for Conv2dOp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = if needed(x) {
-            Some(input_grad(self.0, dy, w)?)
-        } else {
-            None
-        };
-        let dw = if needed(w) {
-            Some(weight_grad(self.0, x, dy)?)
-        } else {
-            None
-        };
+        let dx = if_needed(x, || input_grad(self.0, dy, w))?;
+        let dw = if_needed(w, || weight_grad(self.0, x, dy))?;
         Ok((dx, dw))
     }
 }
@@ -477,16 +470,8 @@ impl CustomOp2 for ConvInputGradOp {
         _dx: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let d_dy = if needed(dy) {
-            Some(conv(self.0, g, w)?)
-        } else {
-            None
-        };
-        let d_w = if needed(w) {
-            Some(weight_grad(self.0, g, dy)?)
-        } else {
-            None
-        };
+        let d_dy = if_needed(dy, || conv(self.0, g, w))?;
+        let d_w = if_needed(w, || weight_grad(self.0, g, dy))?;
         Ok((d_dy, d_w))
     }
 }
@@ -521,16 +506,8 @@ impl CustomOp2 for ConvWeightGradOp {
         _dw: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let d_x = if needed(x) {
-            Some(input_grad(self.0, dy, g)?)
-        } else {
-            None
-        };
-        let d_dy = if needed(dy) {
-            Some(conv(self.0, x, g)?)
-        } else {
-            None
-        };
+        let d_x = if_needed(x, || input_grad(self.0, dy, g))?;
+        let d_dy = if_needed(dy, || conv(self.0, x, g))?;
         Ok((d_x, d_dy))
     }
 }

@@ -6,10 +6,17 @@ use candle_core::{CpuStorage, Layout, Result, Shape, WithDType};
 /// Element types the fast kernels run on (f32 for training, f64 for the exactness tests).
 pub(crate) trait Real: WithDType {
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
 }
 
 impl Real for f32 {
     fn slice(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
         match s {
             CpuStorage::F32(v) => Some(v),
             _ => None,
@@ -24,6 +31,20 @@ impl Real for f64 {
             _ => None,
         }
     }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Rejects two inputs of an elementwise op whose shapes differ.
+pub(crate) fn same_shape(op: &str, l1: &Layout, l2: &Layout) -> Result<()> {
+    if l1.shape() != l2.shape() {
+        candle_core::bail!("{op}: shapes {:?} and {:?} differ", l1.shape(), l2.shape());
+    }
+    Ok(())
 }
 
 /// The contiguous data of `s` under `l` (the op wrappers make their inputs contiguous first).

@@ -18,6 +18,7 @@ mod kernels;
 mod linear;
 mod pool;
 mod relu;
+pub(crate) mod sgd;
 
 use candle_core::{DType, Result, Tensor, D};
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -1,7 +1,7 @@
 //! ReLU whose backward is one fused masked copy (`g·[x > 0]`) instead of candle's
 //! compare + cast + multiply + accumulate; the mask op is linear in `g`, so it is its own backward.
 
-use super::kernels::{contiguous, storage, with_float, Real};
+use super::kernels::{contiguous, same_shape, storage, with_float, Real};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -66,14 +66,7 @@ impl CustomOp2 for ReluMaskOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!(
-                "{}: shapes {:?} and {:?} differ",
-                self.name(),
-                l1.shape(),
-                l2.shape()
-            );
-        }
+        same_shape(self.name(), l1, l2)?;
         with_float!(s1.dtype(), self.name(), |T| {
             let g = contiguous::<T>(s1, l1, self.name())?;
             let x = contiguous::<T>(s2, l2, self.name())?;
