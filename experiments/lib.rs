@@ -35,8 +35,10 @@
 pub mod bagging;
 pub mod cli;
 pub mod confidence_penalty;
+pub mod decouple;
 pub mod distill;
 pub mod l2rw;
+pub mod mwn;
 pub mod plot;
 pub mod report;
 pub mod results;

@@ -7,6 +7,7 @@ pub mod augment;
 pub mod batch;
 pub mod corrupt;
 pub mod dataset;
+pub mod lt_list;
 pub mod parquet_io;
 pub mod preview;
 pub mod registry;

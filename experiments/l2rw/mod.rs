@@ -17,5 +17,5 @@ pub use config::{
 pub use experiment::{run, RunResult, PAPER};
 pub use task::{
     l2rw_example_weights, normalised_weights, proportional_class_weights, ExampleWeights,
-    ReweightTask, TaskData,
+    ReweightTask, RuleStep, StepRule, TaskData,
 };

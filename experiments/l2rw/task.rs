@@ -1,5 +1,9 @@
 //! The L2RW example weights and the step-based training task shared by the MNIST and CIFAR
 //! experiments (one [`EpochTask`] "epoch" is a round of `OptConfig::round_steps` steps).
+//!
+//! [`ReweightTask`] is also the training loop of the `mwn` binary: a [`StepRule`] replaces the
+//! built-in [`Method`]s with another loss or a meta-learned weighting (Meta-Weight-Net), on the
+//! same data stream, meta batches, schedule, evaluation and checkpoints.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -91,6 +95,84 @@ pub fn proportional_class_weights(counts: &[usize]) -> Vec<f64> {
         .collect()
 }
 
+/// What a [`StepRule`] sees before the real step of one training batch.
+pub struct RuleStep<'s> {
+    /// The classifier being trained.
+    pub model: &'s dyn Classifier,
+    /// Its current parameters `θ`.
+    pub params: &'s ParamSet,
+    /// The batch's normalised (and augmented) images.
+    pub images: &'s Tensor,
+    /// The batch's labels as trained on.
+    pub labels: &'s Tensor,
+    /// The learning rate of this step (also a virtual step size).
+    pub lr: f64,
+    /// Global step (0-based), for rules that act every k-th step.
+    pub step: u64,
+}
+
+/// A training rule that replaces [`ReweightTask`]'s built-in methods: an optional update before
+/// the real step (e.g. Meta-Weight-Net's meta step) and the real step's loss. Install with
+/// [`ReweightTask::with_rule`].
+pub trait StepRule {
+    /// Called before the real step's forward pass. `meta_batch` draws a clean meta batch
+    /// (`OptConfig::meta_batch` examples of the meta set, or all of it).
+    fn prepare(
+        &mut self,
+        _step: RuleStep<'_>,
+        _meta_batch: &mut dyn FnMut(&mut StdRng) -> Result<(Tensor, Tensor)>,
+        _rng: &mut StdRng,
+        _monitor: &StepMonitor,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// The real step's loss from its logits (training mode, running statistics updated), and
+    /// optionally the example weights it used, normalised to sum 1 (for the flagged/other
+    /// weight diagnostics).
+    fn loss(&mut self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Option<Tensor>)>;
+
+    /// Diagnostics accumulated since the last call (logged with the round's training metrics).
+    fn take_metrics(&mut self) -> Metrics {
+        Metrics::new()
+    }
+
+    /// State to checkpoint (e.g. a weighting network and its optimiser), by name.
+    fn state(&self) -> Result<BTreeMap<String, Tensor>> {
+        Ok(BTreeMap::new())
+    }
+
+    /// Restores what [`StepRule::state`] returned.
+    fn restore(&mut self, state: &BTreeMap<String, Tensor>) -> Result<()> {
+        if let Some(k) = state.keys().next() {
+            bail!("unexpected rule state {k:?} in a checkpoint");
+        }
+        Ok(())
+    }
+}
+
+/// A clean meta batch: `k` rows of `meta` drawn without replacement (all rows when `k` is `None`
+/// or at least the set's size).
+fn draw_meta_batch(
+    meta: &ImageDataset,
+    k: Option<usize>,
+    norm: &Normalize,
+    device: &Device,
+    rng: &mut StdRng,
+) -> Result<(Tensor, Tensor)> {
+    let m = meta.len();
+    let idx: Vec<usize> = match k {
+        Some(k) if k < m => {
+            let mut v = sample(rng, m, k).into_vec();
+            v.sort_unstable();
+            v
+        }
+        _ => (0..m).collect(),
+    };
+    let b = make_batch(meta, &idx, norm, None, device)?;
+    Ok((b.images, b.labels))
+}
+
 /// Training data of a task: the (possibly corrupted) training set, a per-row flag for the rows of
 /// interest (minority class or corrupted label, for weight diagnostics), the clean meta set and
 /// the test set.
@@ -126,6 +208,7 @@ pub struct ReweightTask<'a> {
     data_pos: usize,
     order: Vec<usize>,
     device: Device,
+    rule: Option<Box<dyn StepRule + 'a>>,
 }
 
 impl<'a> ReweightTask<'a> {
@@ -195,9 +278,23 @@ impl<'a> ReweightTask<'a> {
             data_pos: 0,
             order: Vec::new(),
             device,
+            rule: None,
         };
         t.order = t.sampler_loader.epoch(0).order().to_vec();
         Ok(t)
+    }
+
+    /// Trains with `rule` instead of the built-in weighting: the task must have been created with
+    /// [`Method::Plain`] (uniform sampling, no built-in weights).
+    pub fn with_rule(mut self, rule: Box<dyn StepRule + 'a>) -> Result<Self> {
+        if self.method != Method::Plain {
+            bail!(
+                "a step rule replaces the built-in method: create the task with plain, not {}",
+                self.method
+            );
+        }
+        self.rule = Some(rule);
+        Ok(self)
     }
 
     /// The trained model.
@@ -219,17 +316,13 @@ impl<'a> ReweightTask<'a> {
     }
 
     fn meta_batch(&self, rng: &mut StdRng) -> Result<(Tensor, Tensor)> {
-        let m = self.data.meta.len();
-        let idx: Vec<usize> = match self.opt.meta_batch {
-            Some(k) if k < m => {
-                let mut v = sample(rng, m, k).into_vec();
-                v.sort_unstable();
-                v
-            }
-            _ => (0..m).collect(),
-        };
-        let b = make_batch(self.data.meta, &idx, &self.data.norm, None, &self.device)?;
-        Ok((b.images, b.labels))
+        draw_meta_batch(
+            self.data.meta,
+            self.opt.meta_batch,
+            &self.data.norm,
+            &self.device,
+            rng,
+        )
     }
 }
 
@@ -286,19 +379,65 @@ impl EpochTask for ReweightTask<'_> {
                 }
                 Method::L2rw => {
                     let meta = self.meta_batch(rng)?;
-                    let ew = l2rw_example_weights(
+                    let g = l2rw_grad(
                         self.model.as_ref(),
                         &params,
                         (&batch.images, &batch.labels),
                         (&meta.0, &meta.1),
                         lr,
-                        self.guard,
                         Some(&mut *rng),
                     )?;
-                    zero_steps += usize::from(ew.all_zero);
-                    meta_loss_sum += ew.meta_loss;
-                    Some(ew.weights)
+                    // A diverging run shows up here first: fail as the runner's NaN guard does,
+                    // with the step number, before the weights are formed.
+                    monitor.check("L2RW meta loss", g.meta_loss)?;
+                    let norm2 = g.grads[0]
+                        .sqr()?
+                        .sum_all()?
+                        .to_dtype(DType::F64)?
+                        .to_scalar::<f64>()?;
+                    monitor.check("L2RW meta-gradient ∂L/∂ε", norm2)?;
+                    let (w, all_zero) = normalised_weights(&g.grads[0], self.guard)?;
+                    zero_steps += usize::from(all_zero);
+                    meta_loss_sum += g.meta_loss;
+                    Some(w)
                 }
+            };
+            if let Some(rule) = self.rule.as_mut() {
+                let (meta_set, k, norm, dev) = (
+                    self.data.meta,
+                    self.opt.meta_batch,
+                    &self.data.norm,
+                    &self.device,
+                );
+                let mut draw = |r: &mut StdRng| draw_meta_batch(meta_set, k, norm, dev, r);
+                let rule_step = RuleStep {
+                    model: self.model.as_ref(),
+                    params: &params,
+                    images: &batch.images,
+                    labels: &batch.labels,
+                    lr,
+                    step,
+                };
+                rule.prepare(rule_step, &mut draw, rng, &*monitor)?;
+            }
+            let logits = self
+                .model
+                .forward(&params, &batch.images, &mut Ctx::train(rng))?;
+            let (loss, weights) = match (self.rule.as_mut(), &weights) {
+                (Some(rule), _) => rule.loss(&logits, &batch.labels)?,
+                (None, None) => (
+                    loss::cross_entropy(&logits, &batch.labels, Reduction::Mean)?,
+                    None,
+                ),
+                (None, Some(w)) => (
+                    loss::weighted_ce(
+                        &logits,
+                        &batch.labels,
+                        &w.to_dtype(logits.dtype())?,
+                        Reduction::Sum,
+                    )?,
+                    weights.clone(),
+                ),
             };
             if let Some(w) = &weights {
                 // Diagnostics: mean weight of flagged vs other rows, relative to uniform (1/n).
@@ -314,18 +453,6 @@ impl EpochTask for ReweightTask<'_> {
                     }
                 }
             }
-            let logits = self
-                .model
-                .forward(&params, &batch.images, &mut Ctx::train(rng))?;
-            let loss = match &weights {
-                None => loss::cross_entropy(&logits, &batch.labels, Reduction::Mean)?,
-                Some(w) => loss::weighted_ce(
-                    &logits,
-                    &batch.labels,
-                    &w.to_dtype(logits.dtype())?,
-                    Reduction::Sum,
-                )?,
-            };
             let l = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             monitor.step(l)?;
             let grads = loss.backward()?;
@@ -362,6 +489,11 @@ impl EpochTask for ReweightTask<'_> {
             m.insert("all_zero_steps", zero_steps as f64);
             m.insert("meta_loss", meta_loss_sum / steps as f64);
         }
+        if let Some(rule) = self.rule.as_mut() {
+            for (k, v) in rule.take_metrics().iter() {
+                m.insert(k, v);
+            }
+        }
         // A flagged row never seen this round leaves a NaN, which the runner would reject.
         if m.get("weight_flagged").is_some_and(f64::is_nan) {
             m.insert("weight_flagged", 0.0);
@@ -396,6 +528,11 @@ impl EpochTask for ReweightTask<'_> {
         for (k, v) in self.sgd.state() {
             tensors.insert(format!("optim.{k}"), v);
         }
+        if let Some(rule) = &self.rule {
+            for (k, v) in rule.state()? {
+                tensors.insert(format!("rule.{k}"), v);
+            }
+        }
         Ok(TaskState {
             tensors,
             json: serde_json::json!({ "data_epoch": self.data_epoch, "data_pos": self.data_pos }),
@@ -403,19 +540,28 @@ impl EpochTask for ReweightTask<'_> {
     }
 
     fn restore(&mut self, state: TaskState) -> Result<()> {
-        let (mut model, mut optim) = (BTreeMap::new(), BTreeMap::new());
+        let (mut model, mut optim, mut rule) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for (k, v) in state.tensors {
             let v = v.to_device(&self.device)?;
             if let Some(k) = k.strip_prefix("model.") {
                 model.insert(k.to_string(), v);
             } else if let Some(k) = k.strip_prefix("optim.") {
                 optim.insert(k.to_string(), v);
+            } else if let Some(k) = k.strip_prefix("rule.") {
+                rule.insert(k.to_string(), v);
             } else {
                 bail!("unexpected tensor {k:?} in an l2rw checkpoint");
             }
         }
         self.model.store().load_state_dict(&model)?;
         self.sgd.load_state(&optim)?;
+        match self.rule.as_mut() {
+            Some(r) => r.restore(&rule)?,
+            None if !rule.is_empty() => {
+                bail!("checkpoint holds step-rule state but the task has no rule")
+            }
+            None => {}
+        }
         let get = |k: &str| {
             state
                 .json
