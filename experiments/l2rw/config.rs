@@ -91,7 +91,8 @@ pub struct OptConfig {
 }
 
 impl OptConfig {
-    fn check(&self, what: &str) -> Result<()> {
+    /// Rejects schedules the loop cannot run; `what` prefixes the messages (e.g. `mnist.opt`).
+    pub(crate) fn check(&self, what: &str) -> Result<()> {
         ensure!(self.steps > 0, "{what}.steps must be at least 1");
         ensure!(
             self.rounds > 0 && self.steps.is_multiple_of(self.rounds),

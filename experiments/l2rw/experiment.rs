@@ -219,7 +219,8 @@ fn run_mnist(exp: &Experiment<L2rwConfig>, src: &DataSource) -> Result<Vec<RunRe
     Ok(out)
 }
 
-fn build_net(
+/// The CIFAR classifier of `net` with `nc` outputs (shared with `mwn`).
+pub(crate) fn build_net(
     net: &NetSpec,
     nc: usize,
     rng: &mut StdRng,

@@ -207,58 +207,7 @@ fn check_part<S>(p: &PartConfig<S>, what: &str) -> Result<()> {
         p.train_limit != Some(0) && p.test_limit != Some(0),
         "{what} limits must be >= 1"
     );
-    p.opt.check_public(what)
-}
-
-impl OptConfigExt for OptConfig {
-    fn check_public(&self, what: &str) -> Result<()> {
-        ensure!(self.steps > 0, "{what}.opt.steps must be at least 1");
-        ensure!(
-            self.rounds > 0 && self.steps.is_multiple_of(self.rounds),
-            "{what}.opt.rounds ({}) must divide steps ({})",
-            self.rounds,
-            self.steps
-        );
-        ensure!(
-            self.eval_every_rounds > 0,
-            "{what}.opt.eval_every_rounds must be at least 1"
-        );
-        ensure!(
-            self.batch_size > 0,
-            "{what}.opt.batch_size must be at least 1"
-        );
-        ensure!(
-            self.meta_batch != Some(0),
-            "{what}.opt.meta_batch must be at least 1"
-        );
-        ensure!(
-            self.lr.is_finite() && self.lr > 0.0,
-            "{what}.opt.lr must be > 0, got {}",
-            self.lr
-        );
-        ensure!(
-            self.gamma.is_finite() && self.gamma > 0.0,
-            "{what}.opt.gamma must be > 0"
-        );
-        ensure!(
-            self.milestones.windows(2).all(|w| w[0] < w[1]),
-            "{what}.opt.milestones must be increasing"
-        );
-        ensure!(
-            (0.0..1.0).contains(&self.momentum),
-            "{what}.opt.momentum must lie in [0, 1)"
-        );
-        ensure!(
-            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
-            "{what}.opt.weight_decay must be >= 0"
-        );
-        Ok(())
-    }
-}
-
-/// Validation of [`OptConfig`] from this module (l2rw's check is private to it).
-trait OptConfigExt {
-    fn check_public(&self, what: &str) -> Result<()>;
+    p.opt.check(&format!("{what}.opt"))
 }
 
 impl ExperimentConfig for MwnConfig {

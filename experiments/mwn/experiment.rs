@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::l2rw::experiment::build_net;
 use anyhow::{ensure, Context, Result};
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use zoo_data::corrupt::{long_tail_indices, NoiseSpec};
 use zoo_data::split::balanced_meta_set;
 use zoo_data::{load, make_batch, Augment, DataSource, ImageDataset, Normalize, Split};
 use zoo_models::loss;
-use zoo_models::models::{ResNetCifar, ResNetCifarConfig, VNet, WideResNet, WideResNetConfig};
+use zoo_models::models::VNet;
 use zoo_models::{Classifier, Ctx};
 
 use super::config::{
@@ -183,26 +183,6 @@ struct Prepared {
     /// What the flag means in plots ("corrupted label", "tail class").
     flag_name: &'static str,
     other_name: &'static str,
-}
-
-fn build_net(
-    net: &NetSpec,
-    nc: usize,
-    rng: &mut StdRng,
-    dev: &candle_core::Device,
-) -> Result<Box<dyn Classifier>> {
-    Ok(match *net {
-        NetSpec::ResNet { depth } => Box::new(ResNetCifar::new(
-            ResNetCifarConfig::new(depth, nc),
-            rng,
-            dev,
-        )?),
-        NetSpec::WideResNet { depth, widen } => Box::new(WideResNet::new(
-            WideResNetConfig::new(depth, widen, nc),
-            rng,
-            dev,
-        )?),
-    })
 }
 
 /// A stable fingerprint (FNV-1a of the JSON) of what determines a part's results.
