@@ -49,6 +49,10 @@ struct Args {
     /// CIFAR training steps (the learning-rate milestones are scaled with them).
     #[arg(long)]
     cifar_steps: Option<usize>,
+    /// Training runs to execute side by side on their own threads (numbers unchanged; per-step
+    /// times then include the contention). 2 suits a 2-core CPU, where much of a step is serial.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
     /// What L2RW does when every weight of a batch is zero.
     #[arg(long, value_enum)]
     all_zero: Option<AllZero>,
@@ -94,6 +98,9 @@ fn apply(cfg: &mut L2rwConfig, a: &Args) -> Result<()> {
             cfg.cifar.opt.rounds = 1;
         }
         cfg.cifar.opt.steps = v;
+    }
+    if let Some(v) = a.jobs {
+        cfg.jobs = v;
     }
     if let Some(v) = a.all_zero {
         cfg.all_zero = v;

@@ -171,18 +171,18 @@ pub struct RunResult {
 }
 
 /// A prepared setting: training set (labels as trained on), flags, meta set, test set.
-struct Prepared {
-    dataset: String,
-    setting: String,
-    net: NetSpec,
-    train: ImageDataset,
-    flagged: Vec<bool>,
-    meta: ImageDataset,
-    test: ImageDataset,
-    norm: Normalize,
+pub(crate) struct Prepared {
+    pub(crate) dataset: String,
+    pub(crate) setting: String,
+    pub(crate) net: NetSpec,
+    pub(crate) train: ImageDataset,
+    pub(crate) flagged: Vec<bool>,
+    pub(crate) meta: ImageDataset,
+    pub(crate) test: ImageDataset,
+    pub(crate) norm: Normalize,
     /// What the flag means in plots ("corrupted label", "tail class").
-    flag_name: &'static str,
-    other_name: &'static str,
+    pub(crate) flag_name: &'static str,
+    pub(crate) other_name: &'static str,
 }
 
 /// A stable fingerprint (FNV-1a of the JSON) of what determines a part's results.
@@ -201,13 +201,13 @@ fn config_key<S: Serialize>(cfg: &MwnConfig, part: &PartConfig<S>) -> Result<Str
 }
 
 /// Loads `name` once per run.
-struct Datasets<'s> {
-    src: &'s DataSource,
-    cache: BTreeMap<String, (ImageDataset, ImageDataset)>,
+pub(crate) struct Datasets<'s> {
+    pub(crate) src: &'s DataSource,
+    pub(crate) cache: BTreeMap<String, (ImageDataset, ImageDataset)>,
 }
 
 impl Datasets<'_> {
-    fn get(&mut self, name: &str) -> Result<&(ImageDataset, ImageDataset)> {
+    pub(crate) fn get(&mut self, name: &str) -> Result<&(ImageDataset, ImageDataset)> {
         if !self.cache.contains_key(name) {
             let train = load(name, Split::Train, self.src)
                 .with_context(|| format!("loading {name} (train)"))?;
@@ -234,11 +234,23 @@ fn prepare_noise(
     s: &NoiseSetting,
     seed: u64,
 ) -> Result<Prepared> {
+    noisy_split(data, part.train_limit, part.test_limit, s, seed)
+}
+
+/// The split of [`prepare_noise`] from the limits alone: the same seed and setting give the same
+/// subset, meta set and noisy labels (also used by the `mlnt` binary, so its runs share MWN's split).
+pub(crate) fn noisy_split(
+    data: &mut Datasets,
+    train_limit: Option<usize>,
+    test_limit: Option<usize>,
+    s: &NoiseSetting,
+    seed: u64,
+) -> Result<Prepared> {
     let (train_all, test_all) = data.get(&s.dataset)?;
     let nc = train_all.num_classes;
     let spec: NoiseSpec = s.noise.parse()?;
     let mut rng = role_rng(seed, &format!("mwn-noise-{}-{}", s.dataset, s.noise));
-    let base = match part.train_limit {
+    let base = match train_limit {
         Some(k) => train_all.subset(&random_subset(train_all.len(), k, &mut rng)),
         None => train_all.clone(),
     };
@@ -260,7 +272,7 @@ fn prepare_noise(
         train: rest.with_labels(noisy.labels.clone()),
         flagged: noisy.changed.clone(),
         meta: base.subset(&meta_idx),
-        test: limit_test(test_all, part.test_limit),
+        test: limit_test(test_all, test_limit),
         norm: Normalize::for_dataset(&s.dataset)?,
         flag_name: "corrupted label",
         other_name: "clean label",

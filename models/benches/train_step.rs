@@ -3,8 +3,13 @@
 //! ResNet-32 (option B shortcuts, as in that script; batch 128), with candle's own ops and with
 //! the fast path side by side, plus PyTorch running the same step through the script.
 //!
+//! A second table times the L2RW meta-step (`zoo_models::meta::l2rw_grad`, weights, then the
+//! weighted real step) against a plain step of the same zoo model and optimiser: Ren et al.'s
+//! MNIST LeNet (batch 100, 10 meta images, as in the `l2rw` MNIST experiment) and ResNet-32
+//! (batch 128, meta batch 100), on the fast path.
+//!
 //! `cargo bench -p zoo-models --bench train_step -- [--secs S] [--models mlp,lenet,resnet32]
-//!  [--threads 2] [--python PATH] [--no-torch] [--out FILE]`
+//!  [--threads 2] [--python PATH] [--no-torch] [--no-meta] [--out FILE]`
 //!
 //! The nets are written here against `zoo_models::ops` so they match the PyTorch script layer
 //! for layer. The table goes to stdout and (atomically) to `results/bench/train_step.md`.
@@ -242,6 +247,88 @@ fn bench_candle(net: &Net, secs: f64) -> Result<Timing> {
     })
 }
 
+/// Median plain and L2RW step times of one zoo model.
+struct MetaTiming {
+    name: &'static str,
+    batches: &'static str,
+    plain: f64,
+    l2rw: f64,
+}
+
+/// Times `step` for at least `secs` (and 3 steps) after a warm-up; the median in seconds.
+fn time_median(secs: f64, mut step: impl FnMut() -> Result<()>) -> Result<f64> {
+    let start = Instant::now();
+    let mut warm = 0;
+    while warm < 2 || start.elapsed().as_secs_f64() < 1.0 {
+        step()?;
+        warm += 1;
+    }
+    let mut v = vec![];
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs || v.len() < 3 {
+        let t = Instant::now();
+        step()?;
+        v.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(&mut v))
+}
+
+fn bench_meta(model: &str, secs: f64) -> Result<MetaTiming> {
+    use zoo_models::loss::{self as zl, Reduction};
+    use zoo_models::meta::{l2rw_grad, l2rw_weights};
+    use zoo_models::models::{LeNet, LeNetConfig, ResNetCifar, ResNetCifarConfig};
+    use zoo_models::optim::{Optimizer, Sgd};
+    use zoo_models::{Classifier, Ctx};
+
+    let mut rng = StdRng::seed_from_u64(7);
+    let dev = Device::Cpu;
+    let (net, name, batches, (x, y), (xm, ym)): (Box<dyn Classifier>, _, _, _, _) = match model {
+        "lenet" => (
+            Box::new(LeNet::new(LeNetConfig::mnist(2), &mut rng, &dev)?),
+            "LeNet (Ren et al., MNIST 4-vs-9)",
+            "100 / 10",
+            data(&mut rng, &[100, 1, 28, 28], 2)?,
+            data(&mut rng, &[10, 1, 28, 28], 2)?,
+        ),
+        _ => (
+            Box::new(ResNetCifar::new(
+                ResNetCifarConfig::new(32, 10),
+                &mut rng,
+                &dev,
+            )?),
+            "ResNet-32 (option A)",
+            "128 / 100",
+            data(&mut rng, &[128, 3, 32, 32], 10)?,
+            data(&mut rng, &[100, 3, 32, 32], 10)?,
+        ),
+    };
+    let lr = 0.01;
+    let mut sgd = Sgd::new(0.9, false, 0.0)?;
+    let plain = time_median(secs, || {
+        let theta = net.store().params();
+        let z = net.forward(&theta, &x, &mut Ctx::train_no_rng(true))?;
+        let loss = zl::cross_entropy(&z, &y, Reduction::Mean)?;
+        sgd.step(net.store(), &loss.backward()?, lr)?;
+        Ok(())
+    })?;
+    let mut sgd = Sgd::new(0.9, false, 0.0)?;
+    let l2rw = time_median(secs, || {
+        let theta = net.store().params();
+        let g = l2rw_grad(net.as_ref(), &theta, (&x, &y), (&xm, &ym), lr, None)?;
+        let w = l2rw_weights(&g.grads[0])?;
+        let z = net.forward(&theta, &x, &mut Ctx::train_no_rng(true))?;
+        let loss = zl::weighted_ce(&z, &y, &w, Reduction::Sum)?;
+        sgd.step(net.store(), &loss.backward()?, lr)?;
+        Ok(())
+    })?;
+    Ok(MetaTiming {
+        name,
+        batches,
+        plain,
+        l2rw,
+    })
+}
+
 fn bench_torch(python: &str, script: &str, model: &str, secs: f64) -> Result<Timing> {
     let out = std::process::Command::new(python)
         .args([script, model, &secs.to_string()])
@@ -311,6 +398,7 @@ struct Args {
     python: String,
     torch: bool,
     candle: bool,
+    meta: bool,
     out: std::path::PathBuf,
 }
 
@@ -323,6 +411,7 @@ fn parse_args() -> Result<Args> {
         python: "python3".into(),
         torch: true,
         candle: true,
+        meta: true,
         out: format!("{root}/results/bench/train_step.md").into(),
     };
     let mut it = std::env::args().skip(1);
@@ -340,6 +429,7 @@ fn parse_args() -> Result<Args> {
             "--out" => a.out = val("--out")?.into(),
             "--no-torch" => a.torch = false,
             "--no-candle" => a.candle = false,
+            "--no-meta" => a.meta = false,
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown argument {other}"),
         }
@@ -402,6 +492,16 @@ fn main() -> Result<()> {
         }
         rows.push((m.clone(), r));
     }
+    let mut meta_rows = vec![];
+    if args.meta {
+        for m in &args.models {
+            if m == "mlp" {
+                continue;
+            }
+            eprintln!("{m}: plain step vs L2RW meta-step ...");
+            meta_rows.push(bench_meta(m, args.secs)?);
+        }
+    }
     let load_end = loadavg();
 
     let mut md = String::new();
@@ -448,6 +548,26 @@ fn main() -> Result<()> {
                 )),
                 None => md.push_str(&format!("| {m} | {name} | failed | | | | | | | |\n")),
             }
+        }
+    }
+    if !meta_rows.is_empty() {
+        md.push_str(
+            "\n## L2RW meta-step vs plain step (zoo models, fast path)\n\n\
+             Plain = forward + mean CE + backward + SGD (momentum 0.9). L2RW = `meta::l2rw_grad` \
+             (forward, backward kept differentiable, meta forward at the virtual parameters, \
+             backward through both) + `l2rw_weights` + the weighted real step. Medians.\n\n\
+             | model | batch / meta batch | plain ms/step | L2RW ms/step | L2RW / plain | goal |\n\
+             |---|---|---|---|---|---|\n",
+        );
+        for t in &meta_rows {
+            md.push_str(&format!(
+                "| {} | {} | {:.1} | {:.1} | {:.2}x | <= 3x |\n",
+                t.name,
+                t.batches,
+                t.plain * 1e3,
+                t.l2rw * 1e3,
+                t.l2rw / t.plain
+            ));
         }
     }
     print!("{md}");
