@@ -80,7 +80,9 @@ fn peek_flag(args: &[String], flag: &str) -> Option<String> {
 /// 4. Runs [`second_order_self_test`]; on failure prints the reason and exits with status 2, since
 ///    training on would produce wrong numbers without any error.
 pub fn init_process() {
-    std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+    // Sets CANDLE_GRAD_DO_NOT_DETACH=1 for this and every later thread, after starting the one
+    // worker that runs first-order backward passes detached (zoo_models::backprop).
+    zoo_models::backprop::start_detached_thread();
     let args: Vec<String> = std::env::args().collect();
     if let Some(n) = peek_flag(&args, "--threads") {
         if n.parse::<usize>().is_ok_and(|n| n > 0) {
@@ -93,6 +95,13 @@ pub fn init_process() {
     if peek_flag(&args, "--jobs").is_some_and(|n| n.parse::<usize>().is_ok_and(|n| n > 1)) {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
+    // candle's elementwise pool spins 25,000 times after every op before parking; on a 2-core
+    // machine that steals a core from the gemm threads of the next conv (measured: 3-10 % of a
+    // train step). Parking at once costs a wake-up per op instead.
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
+    }
+    zoo_models::ops::keep_freed_memory();
     if let Some(dir) = peek_flag(&args, "--hf-home") {
         std::env::set_var("HF_HOME", dir);
     }

@@ -205,7 +205,7 @@ impl EpochTask for ClassifierTrainer<'_> {
             let loss = (self.loss)(&logits, &batch, StepInfo { epoch, step })?;
             let l = scalar(&loss).context("the loss closure must return a scalar")?;
             monitor.step(l)?;
-            let grads = loss.backward()?;
+            let grads = zoo_models::backprop::backward(&loss)?;
             self.optimizer.step(self.model.store(), &grads, lr)?;
             self.model.apply_constraints()?;
             let b = batch.indices.len();

@@ -257,7 +257,7 @@ fn train_mlp(
             if !l.is_finite() {
                 bail!("neural part: non-finite training loss {l}");
             }
-            let grads = loss.backward()?;
+            let grads = zoo_models::backprop::backward(&loss)?;
             opt.step(&net.store, &grads, cfg.lr)?;
         }
     }

@@ -182,7 +182,7 @@ impl EpochTask for CpTask<'_> {
             let logits = self.model.forward(&params, &x, &mut Ctx::train(rng))?;
             let loss = self.objective.loss(&logits, &y, step)?;
             monitor.step(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)?;
-            let grads = loss.backward()?;
+            let grads = zoo_models::backprop::backward(&loss)?;
             self.opt
                 .step(self.model.store(), &grads, self.lr.lr_at(step))?;
             self.model.apply_constraints()?;

@@ -216,7 +216,7 @@ fn train_balanced(
             let loss = cross_entropy(&logits(&store.params(), &x)?, &y, Reduction::Mean)?;
             let l = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             ensure!(l.is_finite(), "stage 2: non-finite loss {l} at step {step}");
-            let grads = loss.backward()?;
+            let grads = zoo_models::backprop::backward(&loss)?;
             opt.step(store, &grads, schedule.lr_at(step))?;
             step += 1;
         }

@@ -132,7 +132,7 @@ impl EpochTask for MlpTask {
             };
             let l = loss.to_scalar::<f32>()? as f64;
             monitor.step(l)?;
-            let grads = loss.backward()?;
+            let grads = zoo_models::backprop::backward(&loss)?;
             self.opt.step(self.model.store(), &grads, lr)?;
             self.model.apply_constraints()?;
             loss_sum += l;

@@ -455,7 +455,7 @@ impl EpochTask for ReweightTask<'_> {
             }
             let l = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             monitor.step(l)?;
-            let grads = loss.backward()?;
+            let grads = zoo_models::backprop::backward(&loss)?;
             self.sgd.step(self.model.store(), &grads, lr)?;
             loss_sum += l;
             errors += zoo_models::metrics::error_count(&logits.detach(), &batch.labels)?;

@@ -79,7 +79,7 @@ fn mlp() -> Result<Net> {
 }
 
 fn conv_bias(x: &Tensor, w: &Var, b: &Var, pad: usize) -> candle_core::Result<Tensor> {
-    ops::conv2d(x, w, 1, pad, 1)?.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)
+    ops::add_bias(&ops::conv2d(x, w, 1, pad, 1)?, b)
 }
 
 fn lenet() -> Result<Net> {
@@ -205,7 +205,7 @@ fn bench_candle(net: &Net, secs: f64) -> Result<Timing> {
         let loss = candle_nn::loss::cross_entropy(&logits, &net.y)?;
         let l = loss.to_scalar::<f32>()? as f64;
         let t1 = Instant::now();
-        let grads = loss.backward()?;
+        let grads = zoo_models::backprop::backward(&loss)?;
         let t2 = Instant::now();
         for v in &net.params {
             let g = grads.get(v).context("a parameter received no gradient")?;
@@ -308,7 +308,7 @@ fn bench_meta(model: &str, secs: f64) -> Result<MetaTiming> {
         let theta = net.store().params();
         let z = net.forward(&theta, &x, &mut Ctx::train_no_rng(true))?;
         let loss = zl::cross_entropy(&z, &y, Reduction::Mean)?;
-        sgd.step(net.store(), &loss.backward()?, lr)?;
+        sgd.step(net.store(), &zoo_models::backprop::backward(&loss)?, lr)?;
         Ok(())
     })?;
     let mut sgd = Sgd::new(0.9, false, 0.0)?;
@@ -318,7 +318,7 @@ fn bench_meta(model: &str, secs: f64) -> Result<MetaTiming> {
         let w = l2rw_weights(&g.grads[0])?;
         let z = net.forward(&theta, &x, &mut Ctx::train_no_rng(true))?;
         let loss = zl::weighted_ce(&z, &y, &w, Reduction::Sum)?;
-        sgd.step(net.store(), &loss.backward()?, lr)?;
+        sgd.step(net.store(), &zoo_models::backprop::backward(&loss)?, lr)?;
         Ok(())
     })?;
     Ok(MetaTiming {
@@ -446,11 +446,15 @@ fn parse_args() -> Result<Args> {
 }
 
 fn main() -> Result<()> {
+    // candle's elementwise pool spins 25,000 times after each op before parking, stealing a core
+    // from the gemm threads on a 2-core machine; the binaries lower it the same way.
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
+    }
     // Second-order gradients need this before any backward pass; it costs nothing here and keeps
     // the benchmark on the same code path as the meta-learning experiments.
-    if std::env::var("CANDLE_GRAD_DO_NOT_DETACH").is_err() {
-        eprintln!("note: CANDLE_GRAD_DO_NOT_DETACH unset (run through cargo bench to set it)");
-    }
+    // First-order backward passes run on a detached worker, as in the binaries.
+    zoo_models::backprop::start_detached_thread();
     let args = parse_args()?;
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)

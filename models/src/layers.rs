@@ -158,8 +158,7 @@ pub fn conv2d(
     )?;
     let bias = format!("{name}.bias");
     if p.contains(&bias) {
-        let b = p.get(&bias)?;
-        y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)
+        ops::add_bias(&y, p.get(&bias)?)
     } else {
         Ok(y)
     }

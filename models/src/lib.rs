@@ -1,5 +1,6 @@
 //! candle models with functional parameters, losses, optimisers and the meta-gradient step.
 
+pub mod backprop;
 pub mod checkpoint;
 pub mod classifier;
 pub mod init;

@@ -68,6 +68,15 @@ pub fn one_hot(labels: &Tensor, num_classes: usize, dtype: DType) -> Result<Tens
 pub fn per_example_ce(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     let (_, c) = check_logits_labels(logits, labels)?;
     let oh = one_hot(labels, c, logits.dtype())?;
+    if crate::ops::weights_only() {
+        // Inside the meta-step's inner pass (see `ops::WeightsOnlyGuard`): the value ℓ, and the
+        // gradient (softmax(z) − onehot) with the softmax detached, through `s − s.detach()`.
+        let z = logits.detach();
+        let value = log_softmax(&z, D::Minus1)?.mul(&oh)?.sum(1)?.neg()?;
+        let coef = (softmax(&z, D::Minus1)? - &oh)?;
+        let s = logits.mul(&coef)?.sum(1)?;
+        return (value + (&s - s.detach())?)?.contiguous();
+    }
     log_softmax(logits, D::Minus1)?.mul(&oh)?.sum(1)?.neg()
 }
 

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 /// `(n, c, rest)` of an input of rank ≥ 2 laid out as (N, C, …).
-fn ncr(shape: &Shape) -> Result<(usize, usize, usize)> {
+pub(crate) fn ncr(shape: &Shape) -> Result<(usize, usize, usize)> {
     let d = shape.dims();
     if d.len() < 2 {
         candle_core::bail!("batch_norm: input must be (N, C, ...), got {d:?}");
@@ -82,6 +82,18 @@ where
         .into_par_iter()
         .map(|ch| (0..n).map(|i| f(i * c * r + ch * r, ch)).sum())
         .collect()
+}
+
+/// Column sums of a row-major `(n, c)` matrix, in f64 (the per-channel sum when there is no
+/// spatial extent, e.g. a linear layer's bias gradient).
+fn column_sums<T: Real>(x: &[T], c: usize) -> Vec<f64> {
+    let mut acc = vec![0f64; c];
+    for row in x.chunks_exact(c.max(1)) {
+        for (a, v) in acc.iter_mut().zip(row) {
+            *a += v.to_f64();
+        }
+    }
+    acc
 }
 
 /// Per-channel mean and 1/√(σ² + ε) (two-pass variance).
@@ -153,7 +165,7 @@ impl CustomOp1 for NormalizeOp {
         })
     }
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(normalize_bwd(x, g, self.eps)?))
+        Ok(Some(normalize_bwd(&super::saved(x), g, self.eps)?))
     }
 }
 
@@ -250,7 +262,11 @@ impl CustomOp1 for ChannelSumOp {
         with_float!(s.dtype(), self.name(), |T| {
             let x = contiguous::<T>(s, l, self.name())?;
             let r = dims.2;
-            let v = per_channel::<T, _>(dims, |o, _| block_sum(&x[o..o + r]));
+            let v = if r == 1 {
+                column_sums(x, dims.1)
+            } else {
+                per_channel::<T, _>(dims, |o, _| block_sum(&x[o..o + r]))
+            };
             Ok(storage(v.into_iter().map(T::from_f64).collect(), dims.1))
         })
     }
@@ -344,12 +360,12 @@ impl CustomOp3 for AffineOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dx = if xh.track_op() {
-            Some(scale(dy, gamma)?)
+            Some(scale(dy, &super::saved(gamma))?)
         } else {
             None
         };
         let dg = if gamma.track_op() {
-            Some(channel_dot(dy, xh)?)
+            Some(channel_dot(dy, &super::saved(xh))?)
         } else {
             None
         };
@@ -363,15 +379,17 @@ impl CustomOp3 for AffineOp {
 }
 
 /// `(c,)` → `(1, c, 1, …)` broadcast to `shape`.
-fn broadcast_channels(v: &Tensor, shape: &Shape) -> Result<Tensor> {
+pub(crate) fn broadcast_channels(v: &Tensor, shape: &Shape) -> Result<Tensor> {
     let mut s = vec![1usize; shape.rank()];
     s[1] = v.elem_count();
     v.reshape(s)?.broadcast_as(shape)
 }
 
-/// `x · v[channel]` (differentiable: candle's broadcast mul).
+/// `x · v[channel]`: [`AffineOp`] with a zero shift (one fused pass, and exact at every order
+/// through `AffineOp`'s own backward), instead of candle's broadcast multiply.
 fn scale(x: &Tensor, v: &Tensor) -> Result<Tensor> {
-    x.broadcast_mul(&broadcast_channels(v, x.shape())?)
+    let zero = Tensor::zeros(v.elem_count(), v.dtype(), v.device())?;
+    x.contiguous()?.apply_op3(&v.contiguous()?, &zero, AffineOp)
 }
 
 pub(crate) fn channel_sum(x: &Tensor) -> Result<Tensor> {

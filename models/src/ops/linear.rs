@@ -59,12 +59,12 @@ impl CustomOp2 for LinearOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dx = if x.track_op() {
-            Some(dy.matmul(w)?)
+            Some(dy.matmul(&super::saved(w))?)
         } else {
             None
         };
         let dw = if w.track_op() {
-            Some(dy.t()?.matmul(x)?)
+            Some(dy.t()?.matmul(&super::saved(x))?)
         } else {
             None
         };

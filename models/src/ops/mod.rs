@@ -12,6 +12,8 @@
 //! routes to candle's ops, except max pooling: candle's `max_pool2d` backward is wrong (scaled by
 //! 1/k²), so the reference is an exact composition of reshapes/strided views and `max`.
 
+mod alloc;
+mod bias;
 mod bn;
 mod conv;
 mod kernels;
@@ -20,8 +22,49 @@ mod pool;
 mod relu;
 pub(crate) mod sgd;
 
+pub use alloc::keep_freed_memory;
 use candle_core::{DType, Result, Tensor, D};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
+
+thread_local! {
+    static WEIGHTS_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While alive, backward passes on this thread build gradients whose graphs depend on the
+/// upstream gradient only: each op's backward uses *detached* copies of its forward inputs
+/// (weights, activations), and [`crate::loss::per_example_ce`] gives `∂ℓ/∂z` with a detached
+/// softmax. The gradient values are unchanged. Differentiating such a gradient again is exact
+/// with respect to anything that enters through the upstream gradient (the per-example weights
+/// of L2RW and Meta-Weight-Net) and drops every term through the parameters (the Hessian), which
+/// those meta-gradients never need. `meta::meta_gradient` uses it for its inner step.
+pub(crate) struct WeightsOnlyGuard(bool);
+
+impl WeightsOnlyGuard {
+    pub(crate) fn new(on: bool) -> Self {
+        Self(WEIGHTS_ONLY.with(|w| w.replace(on)))
+    }
+}
+
+impl Drop for WeightsOnlyGuard {
+    fn drop(&mut self) {
+        WEIGHTS_ONLY.with(|w| w.set(self.0));
+    }
+}
+
+/// Whether a [`WeightsOnlyGuard`] is active on this thread.
+pub(crate) fn weights_only() -> bool {
+    WEIGHTS_ONLY.with(|w| w.get())
+}
+
+/// A forward input as a backward pass should use it: detached under [`WeightsOnlyGuard`].
+pub(crate) fn saved(t: &Tensor) -> Tensor {
+    if weights_only() {
+        t.detach()
+    } else {
+        t.clone()
+    }
+}
 
 /// Which implementation the ops use on CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,9 +212,13 @@ pub mod reference {
 
 /// Whether `x` goes through the fast path: selected, on the CPU, and f32/f64.
 fn use_fast(x: &Tensor) -> bool {
-    backend() == Backend::Fast
+    let fast = backend() == Backend::Fast
         && x.device().is_cpu()
-        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && matches!(x.dtype(), DType::F32 | DType::F64);
+    if fast {
+        keep_freed_memory();
+    }
+    fast
 }
 
 /// Whether the other operands share `x`'s dtype and live on the CPU too.
@@ -242,8 +289,19 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         reference::linear(x, w)?
     };
     match b {
-        Some(b) => y.broadcast_add(b),
+        Some(b) => add_bias(&y, b),
         None => Ok(y),
+    }
+}
+
+/// `x + b` with a bias `b` of shape `(C,)` along dim 1 of `x` (`(N, C)` or `(N, C, H, W)`): the
+/// bias of a linear or convolution layer. The fast path sums the bias gradient per channel in
+/// one pass; candle's broadcast add reduces over (N, H, W) with its generic reduction.
+pub fn add_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if use_fast(x) && x.rank() >= 2 && same_cpu(x, &[b]) {
+        bias::add_bias(x, b)
+    } else {
+        bias::add_bias_reference(x, b)
     }
 }
 

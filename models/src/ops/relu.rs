@@ -15,29 +15,21 @@ pub(crate) struct ReluMaskOp;
 #[allow(clippy::neg_cmp_op_on_partial_ord)] // the negation is the point: NaN passes
 fn relu_fwd<T: Real>(x: &[T]) -> Vec<T> {
     let zero = T::from_f64(0.0);
-    let mut y = vec![zero; x.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| {
-            for (a, b) in y.iter_mut().zip(x) {
-                // `!(b <= 0)` lets NaN through, as PyTorch does, so NaN guards still see it.
-                *a = if !(*b <= zero) { *b } else { zero };
-            }
-        });
-    y
+    // Collected straight into the output (no zero-fill pass first).
+    x.par_iter()
+        .with_min_len(CHUNK)
+        // `!(b <= 0)` lets NaN through, as PyTorch does, so NaN guards still see it.
+        .map(|&b| if !(b <= zero) { b } else { zero })
+        .collect()
 }
 
 fn mask<T: Real>(g: &[T], x: &[T]) -> Vec<T> {
     let zero = T::from_f64(0.0);
-    let mut y = vec![zero; x.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
-        .for_each(|(y, (g, x))| {
-            for ((a, gv), xv) in y.iter_mut().zip(g).zip(x) {
-                *a = if *xv > zero { *gv } else { zero };
-            }
-        });
-    y
+    g.par_iter()
+        .zip(x.par_iter())
+        .with_min_len(CHUNK)
+        .map(|(&gv, &xv)| if xv > zero { gv } else { zero })
+        .collect()
 }
 
 impl CustomOp1 for ReluOp {
@@ -51,7 +43,9 @@ impl CustomOp1 for ReluOp {
         })
     }
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(g.contiguous()?.apply_op2(x, ReluMaskOp)?))
+        Ok(Some(
+            g.contiguous()?.apply_op2(&super::saved(x), ReluMaskOp)?,
+        ))
     }
 }
 
