@@ -187,6 +187,17 @@ macro_rules! apply_overrides {
     };
 }
 
+/// `v` without repeats, first occurrence kept (a flag may list a method twice).
+pub fn dedup<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for x in v {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

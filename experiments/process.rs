@@ -70,7 +70,11 @@ fn peek_flag(args: &[String], flag: &str) -> Option<String> {
 /// 1. Sets `CANDLE_GRAD_DO_NOT_DETACH=1`. candle reads it once per thread at that thread's first
 ///    `backward()`; without it every second-order gradient (L2RW, MWN, MLNT meta-steps) is
 ///    silently wrong. Setting environment variables is only sound while the process has a single
-///    thread, hence "first statement".
+///    thread, hence "first statement". Before it, starts the detached workers of
+///    [`zoo_models::backprop`] (one per `--jobs`), which run first-order backward passes without
+///    keeping gradient graphs; lowers candle's barrier-pool spin limit
+///    (`CANDLE_BARRIER_POOL_SPIN_LIMIT=0` unless set) and keeps freed buffers mapped
+///    ([`zoo_models::ops::keep_freed_memory`]).
 /// 2. Reads `--threads N` and `--hf-home DIR` from the raw arguments and exports
 ///    `RAYON_NUM_THREADS`/`CANDLE_NUM_THREADS` and `HF_HOME`: thread pools are sized once, at
 ///    first use, so this cannot wait for clap. (clap still parses and validates the flags.)
@@ -80,9 +84,6 @@ fn peek_flag(args: &[String], flag: &str) -> Option<String> {
 /// 4. Runs [`second_order_self_test`]; on failure prints the reason and exits with status 2, since
 ///    training on would produce wrong numbers without any error.
 pub fn init_process() {
-    // Sets CANDLE_GRAD_DO_NOT_DETACH=1 for this and every later thread, after starting the one
-    // worker that runs first-order backward passes detached (zoo_models::backprop).
-    zoo_models::backprop::start_detached_thread();
     let args: Vec<String> = std::env::args().collect();
     if let Some(n) = peek_flag(&args, "--threads") {
         if n.parse::<usize>().is_ok_and(|n| n > 0) {
@@ -105,6 +106,11 @@ pub fn init_process() {
     if let Some(dir) = peek_flag(&args, "--hf-home") {
         std::env::set_var("HF_HOME", dir);
     }
+    // Last of the environment: sets CANDLE_GRAD_DO_NOT_DETACH=1 for this and every later thread,
+    // after starting the workers (one per run side by side) that run first-order backward passes
+    // detached (zoo_models::backprop).
+    let jobs = peek_flag(&args, "--jobs").and_then(|n| n.parse::<usize>().ok());
+    zoo_models::backprop::start_detached_threads(jobs.unwrap_or(1).clamp(1, 64));
     let filter = tracing_subscriber::EnvFilter::builder()
         .with_default_directive(tracing_subscriber::filter::LevelFilter::INFO.into())
         .from_env_lossy();

@@ -558,6 +558,31 @@ pub fn format_utc(secs: u64) -> String {
     )
 }
 
+/// A trained run that belongs to one seed, so results can be gathered seed by seed.
+pub trait SeededRun {
+    /// The run's seed.
+    fn seed(&self) -> u64;
+}
+
+/// For each seed in order, `f` of that seed's run matching `pred`; NaN where there is no such run
+/// or `f` has no value, so a missing run shows as missing and never as 0.
+pub fn per_seed<R: SeededRun>(
+    seeds: &[u64],
+    runs: &[R],
+    pred: impl Fn(&R) -> bool,
+    f: impl Fn(&R) -> Option<f64>,
+) -> Vec<f64> {
+    seeds
+        .iter()
+        .map(|&s| {
+            runs.iter()
+                .find(|r| r.seed() == s && pred(r))
+                .and_then(&f)
+                .unwrap_or(f64::NAN)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -329,16 +329,6 @@ impl ExperimentConfig for L2rwConfig {
     }
 }
 
-fn dedup<T: PartialEq + Copy>(v: &[T]) -> Vec<T> {
-    let mut out = Vec::new();
-    for &x in v {
-        if !out.contains(&x) {
-            out.push(x);
-        }
-    }
-    out
-}
-
 impl L2rwConfig {
     /// The paper's settings.
     ///
@@ -476,8 +466,8 @@ impl L2rwConfig {
 
     /// Parts and methods without repeats (flags may list one twice).
     pub fn normalise(&mut self) {
-        self.parts = dedup(&self.parts);
-        self.mnist.methods = dedup(&self.mnist.methods);
-        self.cifar.methods = dedup(&self.cifar.methods);
+        self.parts = crate::cli::dedup(&self.parts);
+        self.mnist.methods = crate::cli::dedup(&self.mnist.methods);
+        self.cifar.methods = crate::cli::dedup(&self.cifar.methods);
     }
 }

@@ -334,24 +334,20 @@ pub fn run(exp: &Experiment<L2rwConfig>, cifar_src: &DataSource) -> Result<Summa
     summarise(exp, &results)
 }
 
-/// Per-seed values (in seed order) of `f` over the runs matching `pred`.
+impl crate::results::SeededRun for RunResult {
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
+/// Per-seed values (in seed order) of `f` over the runs matching `pred` (NaN where missing).
 fn per_seed(
     seeds: &[u64],
     rs: &[RunResult],
     pred: impl Fn(&RunResult) -> bool,
     f: impl Fn(&RunResult) -> f64,
 ) -> Vec<f64> {
-    seeds
-        .iter()
-        .map(|&s| {
-            let v: Vec<f64> = rs
-                .iter()
-                .filter(|r| r.seed == s && pred(r))
-                .map(&f)
-                .collect();
-            v.iter().sum::<f64>() / v.len().max(1) as f64
-        })
-        .collect()
+    crate::results::per_seed(seeds, rs, pred, |r| Some(f(r)))
 }
 
 /// The paper's MNIST claim at the most imbalanced proportion, checked on our numbers: L2RW's

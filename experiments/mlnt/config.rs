@@ -310,16 +310,6 @@ impl ExperimentConfig for MlntConfig {
     }
 }
 
-fn dedup<T: PartialEq + Copy>(v: &[T]) -> Vec<T> {
-    let mut out = Vec::new();
-    for &x in v {
-        if !out.contains(&x) {
-            out.push(x);
-        }
-    }
-    out
-}
-
 impl MlntConfig {
     /// The paper's settings as far as confirmed (see the module docs): M = 10, ρ = 0.5, k = 10,
     /// one fast step, exact second order, α = 1 ramped in from step 500 to 2,000, EMA 0.99 →
@@ -455,7 +445,7 @@ impl MlntConfig {
 
     /// Parts and methods without repeats (flags may list one twice).
     pub fn normalise(&mut self) {
-        self.parts = dedup(&self.parts);
-        self.cifar.methods = dedup(&self.cifar.methods);
+        self.parts = crate::cli::dedup(&self.parts);
+        self.cifar.methods = crate::cli::dedup(&self.cifar.methods);
     }
 }

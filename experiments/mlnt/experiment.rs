@@ -324,21 +324,20 @@ pub fn run(exp: &Experiment<MlntConfig>, src: &DataSource, parts: &[Part]) -> Re
     summarise(exp, &results)
 }
 
+impl crate::results::SeededRun for RunResult {
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
+/// Per-seed values (in seed order) of `f` over the runs matching `pred` (NaN where missing).
 fn per_seed(
     seeds: &[u64],
     rs: &[RunResult],
     pred: impl Fn(&RunResult) -> bool,
     f: impl Fn(&RunResult) -> f64,
 ) -> Vec<f64> {
-    seeds
-        .iter()
-        .map(|&s| {
-            rs.iter()
-                .find(|r| r.seed == s && pred(r))
-                .map(&f)
-                .unwrap_or(f64::NAN)
-        })
-        .collect()
+    crate::results::per_seed(seeds, rs, pred, |r| Some(f(r)))
 }
 
 /// MWN's (and its CE's) test accuracy on the same split and seeds, from `mwn`'s results of the

@@ -295,16 +295,6 @@ impl ExperimentConfig for MwnConfig {
     }
 }
 
-fn dedup<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
-    let mut out: Vec<T> = Vec::new();
-    for x in v {
-        if !out.contains(x) {
-            out.push(x.clone());
-        }
-    }
-    out
-}
-
 impl MwnConfig {
     /// The paper's settings, as far as they could be confirmed (see the notes in `summary.md`).
     ///
@@ -491,7 +481,7 @@ impl MwnConfig {
 
     /// Methods without repeats (flags may list one twice).
     pub fn normalise(&mut self) {
-        self.noise.methods = dedup(&self.noise.methods);
-        self.long_tail.methods = dedup(&self.long_tail.methods);
+        self.noise.methods = crate::cli::dedup(&self.noise.methods);
+        self.long_tail.methods = crate::cli::dedup(&self.long_tail.methods);
     }
 }

@@ -627,22 +627,13 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-fn per_seed(
-    seeds: &[u64],
-    rs: &[RunResult],
-    pred: impl Fn(&RunResult) -> bool,
-    f: impl Fn(&RunResult) -> Option<f64>,
-) -> Vec<f64> {
-    seeds
-        .iter()
-        .map(|&s| {
-            rs.iter()
-                .find(|r| r.seed == s && pred(r))
-                .and_then(&f)
-                .unwrap_or(f64::NAN)
-        })
-        .collect()
+impl crate::results::SeededRun for RunResult {
+    fn seed(&self) -> u64 {
+        self.seed
+    }
 }
+
+use crate::results::per_seed;
 
 fn net_of(cfg: &MwnConfig, part: Part, dataset: &str, setting: &str) -> String {
     match part {

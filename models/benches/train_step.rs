@@ -454,7 +454,7 @@ fn main() -> Result<()> {
     // Second-order gradients need this before any backward pass; it costs nothing here and keeps
     // the benchmark on the same code path as the meta-learning experiments.
     // First-order backward passes run on a detached worker, as in the binaries.
-    zoo_models::backprop::start_detached_thread();
+    zoo_models::backprop::start_detached_threads(1);
     let args = parse_args()?;
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)

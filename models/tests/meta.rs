@@ -681,6 +681,38 @@ fn errors_are_clear() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("weights must have shape"), "{e}");
+    // A parameter as a leaf: the weights-only inner pass would miss its Hessian terms.
+    let theta = model.store().params();
+    let (name, w) = theta.iter().next().unwrap();
+    let e = meta::classifier_meta_gradient(
+        &model,
+        &theta,
+        (&p.x, &p.y),
+        (&p.xm, &p.ym),
+        |_| Tensor::ones(6, DType::F64, &Device::Cpu),
+        &[w],
+        p.lr,
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains(name.as_str()), "{e}");
+}
+
+#[test]
+fn detached_backward_matches_backward() {
+    // `backprop::backward` (first-order passes, on a detached worker when one runs) must give the
+    // same gradients as `Tensor::backward`, and they must carry no graph.
+    let mut rng = StdRng::seed_from_u64(8);
+    let (model, p) = mlp_problem(&mut rng);
+    let theta = model.store().params();
+    let z = model.forward(&theta, &p.x, &mut meta_ctx()).unwrap();
+    let l = loss::cross_entropy(&z, &p.y, Reduction::Mean).unwrap();
+    let a = l.backward().unwrap();
+    let b = zoo_models::backprop::backward(&l).unwrap();
+    for (name, t) in theta.iter() {
+        let (ga, gb) = (a.get(t).unwrap(), b.get(t).unwrap());
+        assert_eq!(v1(ga), v1(gb), "{name}");
+    }
 }
 
 #[test]

@@ -132,3 +132,36 @@ fn conv_rejects_bad_shapes() {
         "kernel larger than input accepted"
     );
 }
+
+#[test]
+fn conv_bias_matches_reference_and_finite_differences() {
+    // `ops::add_bias` on (N, C, H, W): forward and first order against candle's broadcast add,
+    // then first and second order against finite differences through a conv and a tanh.
+    for dtype in [DType::F32, DType::F64] {
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 };
+        let x = randn(&[3, 4, 5, 6], 1, dtype);
+        let b = randn(&[4], 2, dtype);
+        let r = randn(&[3, 4, 5, 6], 3, dtype);
+        let fast = ops::add_bias(&x, &b).unwrap();
+        let refr = x.broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap()).unwrap();
+        assert_close("bias forward", &fast, &refr, tol);
+        let f_fast =
+            |t: &[Tensor]| -> Result<Tensor> { (ops::add_bias(&t[0], &t[1])? * &r)?.sum_all() };
+        let f_ref = |t: &[Tensor]| -> Result<Tensor> {
+            (t[0].broadcast_add(&t[1].reshape((1, 4, 1, 1))?)? * &r)?.sum_all()
+        };
+        let ins = [x.clone(), b.clone()];
+        let (gf, gr) = (grads(&f_fast, &ins).unwrap(), grads(&f_ref, &ins).unwrap());
+        assert_close("bias grad x", &gf[0], &gr[0], tol);
+        assert_close("bias grad b", &gf[1], &gr[1], tol);
+    }
+    let x = randn(&[2, 3, 5, 5], 4, DType::F64);
+    let w = randn(&[4, 3, 3, 3], 5, DType::F64);
+    let b = randn(&[4], 6, DType::F64);
+    let r = randn(&[2, 4, 5, 5], 7, DType::F64);
+    let f = |t: &[Tensor]| -> Result<Tensor> {
+        let h = ops::add_bias(&ops::conv2d(&t[0], &t[1], 1, 1, 1)?, &t[2])?.tanh()?;
+        (h * &r)?.sum_all()
+    };
+    check_first_and_second_order("conv + bias", &f, &[x, w, b], 20);
+}
