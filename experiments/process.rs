@@ -111,6 +111,8 @@ pub fn init_process() {
     // detached (zoo_models::backprop).
     let jobs = peek_flag(&args, "--jobs").and_then(|n| n.parse::<usize>().ok());
     zoo_models::backprop::start_detached_threads(jobs.unwrap_or(1).clamp(1, 64));
+    // Fix the recorded git revision to the code this process started from.
+    let _ = crate::results::git_revision();
     let filter = tracing_subscriber::EnvFilter::builder()
         .with_default_directive(tracing_subscriber::filter::LevelFilter::INFO.into())
         .from_env_lossy();

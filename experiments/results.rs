@@ -463,6 +463,13 @@ fn escape_md(s: &str) -> String {
 /// `git rev-parse --short HEAD` plus `-dirty` when `git status --porcelain` reports changes;
 /// "unknown" when not in a git checkout or git is missing.
 pub fn git_revision() -> String {
+    // Read once, at the first call (`init_process` makes that the process start), so a run
+    // records the code it was started from even if the tree changes while it trains.
+    static REV: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    REV.get_or_init(read_git_revision).clone()
+}
+
+fn read_git_revision() -> String {
     let run = |args: &[&str]| -> Option<String> {
         let out = Command::new("git").args(args).output().ok()?;
         out.status

@@ -198,18 +198,28 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn bench_candle(net: &Net, secs: f64) -> Result<Timing> {
+    use zoo_models::optim::{Optimizer, Sgd};
     let lr = 0.01;
+    // A fresh copy of the parameters in a store, updated by the zoo's SGD (in place on the fast
+    // path, tensor ops on candle's), as PyTorch's `optimizer.step()` is in place.
+    let mut store = zoo_models::ParamStore::new(&Device::Cpu);
+    for (i, v) in net.params.iter().enumerate() {
+        store.add_var(format!("p{i:03}"), v.as_tensor().copy()?)?;
+    }
+    let params: Vec<Var> = store.vars().values().cloned().collect();
+    let sgd = std::cell::RefCell::new(Sgd::new(0.0, false, 0.0)?);
     let step = || -> Result<(f64, f64, f64, f64)> {
         let t0 = Instant::now();
-        let logits = (net.forward)(&net.params, &net.x)?;
+        let logits = (net.forward)(&params, &net.x)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &net.y)?;
         let l = loss.to_scalar::<f32>()? as f64;
         let t1 = Instant::now();
         let grads = zoo_models::backprop::backward(&loss)?;
         let t2 = Instant::now();
-        for v in &net.params {
-            let g = grads.get(v).context("a parameter received no gradient")?;
-            v.set(&(v.as_tensor() - (g * lr)?)?)?;
+        let mut sgd = sgd.borrow_mut();
+        sgd.step(&store, &grads, lr)?;
+        if !sgd.last_skipped().is_empty() {
+            bail!("parameters without a gradient: {:?}", sgd.last_skipped());
         }
         let t3 = Instant::now();
         Ok((
@@ -515,7 +525,7 @@ fn main() -> Result<()> {
          Machine: {}; {} threads each (rayon / torch.set_num_threads). Load average (1/5/15 min) \
          at start: {load_start}; at end: {load_end}.\n\
          PyTorch: `{}` running `../shared/bench/torch_bench.py` ({}).\n\n\
-         Step = forward + cross-entropy + backward + plain SGD; median over >= {}s after warm-up. \
+         Step = forward + cross-entropy + backward + plain SGD (the zoo's `Sgd`: in place on the fast path, tensor ops with candle's ops); median over >= {}s after warm-up. \
          fwd/bwd/upd are medians of each phase.\n\n",
         sh("date", &["-u", "+%Y-%m-%d %H:%M"]),
         machine(),
