@@ -203,6 +203,12 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    #[test]
+    fn dedup_keeps_first_occurrences_in_order() {
+        assert_eq!(dedup(&[3, 1, 3, 2, 1]), vec![3, 1, 2]);
+        assert!(dedup::<u8>(&[]).is_empty());
+    }
+
     #[derive(Parser)]
     struct T {
         #[command(flatten)]

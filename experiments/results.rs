@@ -594,6 +594,27 @@ pub fn per_seed<R: SeededRun>(
 mod tests {
     use super::*;
 
+    struct Run(u64, &'static str, f64);
+    impl SeededRun for Run {
+        fn seed(&self) -> u64 {
+            self.0
+        }
+    }
+
+    #[test]
+    fn per_seed_orders_by_seed_and_marks_missing_runs_nan() {
+        let runs = [Run(2, "a", 3.0), Run(0, "a", 1.0), Run(0, "b", 9.0)];
+        let v = per_seed(&[0, 1, 2], &runs, |r| r.1 == "a", |r| Some(r.2));
+        assert_eq!(v[0], 1.0);
+        assert!(
+            v[1].is_nan(),
+            "a missing run must not read as a number: {v:?}"
+        );
+        assert_eq!(v[2], 3.0);
+        let none = per_seed(&[0], &runs, |_| true, |_| None);
+        assert!(none[0].is_nan());
+    }
+
     #[test]
     fn utc_formatting() {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
