@@ -70,7 +70,24 @@ pub fn render(summaries: &[(PathBuf, Summary)]) -> String {
             let _ = write!(s, "\n## {}\n\n{}\n", sum.binary, sum.paper);
             current = Some(sum.binary.clone());
         }
-        let _ = write!(s, "\n### preset `{}`: {}\n\n", sum.preset, sum.title);
+        // A run written to its own folder (`--out results/l2rw/cpu-cifar`) is named by it.
+        let folder = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|f| f.to_string_lossy().into_owned())
+            .filter(|f| *f != sum.preset);
+        match folder {
+            Some(f) => {
+                let _ = write!(
+                    s,
+                    "\n### preset `{}` (`{f}`): {}\n\n",
+                    sum.preset, sum.title
+                );
+            }
+            None => {
+                let _ = write!(s, "\n### preset `{}`: {}\n\n", sum.preset, sum.title);
+            }
+        }
         s.push_str(&sum.table_markdown());
         if !sum.plots.is_empty() {
             let links: Vec<String> = sum
