@@ -85,6 +85,10 @@ fn peek_flag(args: &[String], flag: &str) -> Option<String> {
 ///    training on would produce wrong numbers without any error.
 pub fn init_process() {
     let args: Vec<String> = std::env::args().collect();
+    let jobs = peek_flag(&args, "--jobs")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, 64);
     if let Some(n) = peek_flag(&args, "--threads") {
         if n.parse::<usize>().is_ok_and(|n| n > 0) {
             std::env::set_var("RAYON_NUM_THREADS", &n);
@@ -93,7 +97,7 @@ pub fn init_process() {
     }
     // Runs side by side (`--jobs N`, N > 1) give the parallelism: candle's own pool would
     // otherwise have the runs queue for it and spin at its barrier (measured: 15 % of the CPU).
-    if peek_flag(&args, "--jobs").is_some_and(|n| n.parse::<usize>().is_ok_and(|n| n > 1)) {
+    if jobs > 1 {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
     // candle's elementwise pool spins 25,000 times after every op before parking; on a 2-core
@@ -109,8 +113,7 @@ pub fn init_process() {
     // Last of the environment: sets CANDLE_GRAD_DO_NOT_DETACH=1 for this and every later thread,
     // after starting the workers (one per run side by side) that run first-order backward passes
     // detached (zoo_models::backprop).
-    let jobs = peek_flag(&args, "--jobs").and_then(|n| n.parse::<usize>().ok());
-    zoo_models::backprop::start_detached_threads(jobs.unwrap_or(1).clamp(1, 64));
+    zoo_models::backprop::start_detached_threads(jobs);
     // Fix the recorded git revision to the code this process started from.
     let _ = crate::results::git_revision();
     let filter = tracing_subscriber::EnvFilter::builder()

@@ -75,19 +75,14 @@ pub fn render(summaries: &[(PathBuf, Summary)]) -> String {
             .parent()
             .and_then(|p| p.file_name())
             .map(|f| f.to_string_lossy().into_owned())
-            .filter(|f| *f != sum.preset);
-        match folder {
-            Some(f) => {
-                let _ = write!(
-                    s,
-                    "\n### preset `{}` (`{f}`): {}\n\n",
-                    sum.preset, sum.title
-                );
-            }
-            None => {
-                let _ = write!(s, "\n### preset `{}`: {}\n\n", sum.preset, sum.title);
-            }
-        }
+            .filter(|f| *f != sum.preset)
+            .map(|f| format!(" (`{f}`)"))
+            .unwrap_or_default();
+        let _ = write!(
+            s,
+            "\n### preset `{}`{folder}: {}\n\n",
+            sum.preset, sum.title
+        );
         s.push_str(&sum.table_markdown());
         if !sum.plots.is_empty() {
             let links: Vec<String> = sum

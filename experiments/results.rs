@@ -573,18 +573,19 @@ pub trait SeededRun {
 
 /// For each seed in order, `f` of that seed's run matching `pred`; NaN where there is no such run
 /// or `f` has no value, so a missing run shows as missing and never as 0.
-pub fn per_seed<R: SeededRun>(
+/// `f` may return `f64` or `Option<f64>`.
+pub fn per_seed<R: SeededRun, V: Into<Option<f64>>>(
     seeds: &[u64],
     runs: &[R],
     pred: impl Fn(&R) -> bool,
-    f: impl Fn(&R) -> Option<f64>,
+    f: impl Fn(&R) -> V,
 ) -> Vec<f64> {
     seeds
         .iter()
         .map(|&s| {
             runs.iter()
                 .find(|r| r.seed() == s && pred(r))
-                .and_then(&f)
+                .and_then(|r| f(r).into())
                 .unwrap_or(f64::NAN)
         })
         .collect()

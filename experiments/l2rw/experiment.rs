@@ -19,7 +19,7 @@ use super::config::{L2rwConfig, Method, NetSpec, OptConfig, Part};
 use super::task::{random_subset, ReweightTask, TaskData};
 use crate::parallel::run_indexed;
 use crate::plot::{self, Labels, Series};
-use crate::results::{Row, SeedStats, Summary};
+use crate::results::{per_seed, Row, SeedStats, Summary};
 use crate::runner::Runner;
 use crate::Experiment;
 
@@ -338,16 +338,6 @@ impl crate::results::SeededRun for RunResult {
     fn seed(&self) -> u64 {
         self.seed
     }
-}
-
-/// Per-seed values (in seed order) of `f` over the runs matching `pred` (NaN where missing).
-fn per_seed(
-    seeds: &[u64],
-    rs: &[RunResult],
-    pred: impl Fn(&RunResult) -> bool,
-    f: impl Fn(&RunResult) -> f64,
-) -> Vec<f64> {
-    crate::results::per_seed(seeds, rs, pred, |r| Some(f(r)))
 }
 
 /// The paper's MNIST claim at the most imbalanced proportion, checked on our numbers: L2RW's

@@ -18,7 +18,7 @@ use crate::l2rw::experiment::{build_net, role_rng};
 use crate::l2rw::{AllZero, Method as L2rwMethod, ReweightTask, TaskData};
 use crate::mwn::experiment::{noisy_split, Datasets, Prepared};
 use crate::mwn::NoiseSetting as MwnNoiseSetting;
-use crate::results::{Row, SeedStats, Summary};
+use crate::results::{per_seed, Row, SeedStats, Summary};
 use crate::runner::Runner;
 use crate::Experiment;
 
@@ -328,16 +328,6 @@ impl crate::results::SeededRun for RunResult {
     fn seed(&self) -> u64 {
         self.seed
     }
-}
-
-/// Per-seed values (in seed order) of `f` over the runs matching `pred` (NaN where missing).
-fn per_seed(
-    seeds: &[u64],
-    rs: &[RunResult],
-    pred: impl Fn(&RunResult) -> bool,
-    f: impl Fn(&RunResult) -> f64,
-) -> Vec<f64> {
-    crate::results::per_seed(seeds, rs, pred, |r| Some(f(r)))
 }
 
 /// MWN's (and its CE's) test accuracy on the same split and seeds, from `mwn`'s results of the

@@ -24,7 +24,7 @@ use crate::l2rw::experiment::role_rng;
 use crate::l2rw::task::random_subset;
 use crate::l2rw::{Method as L2rwMethod, NetSpec, ReweightTask, TaskData};
 use crate::plot::{self, Labels, Series};
-use crate::results::{Row, SeedStats, Summary};
+use crate::results::{per_seed, Row, SeedStats, Summary};
 use crate::runner::Runner;
 use crate::Experiment;
 
@@ -632,8 +632,6 @@ impl crate::results::SeededRun for RunResult {
         self.seed
     }
 }
-
-use crate::results::per_seed;
 
 fn net_of(cfg: &MwnConfig, part: Part, dataset: &str, setting: &str) -> String {
     match part {

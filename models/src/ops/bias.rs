@@ -3,7 +3,7 @@
 //! `broadcast_add` backward sums over the broadcast dims with its generic reduction, which for
 //! dims (0, 2, 3) ran single-threaded and took ~25 % of a LeNet train step here.
 
-use super::bn::{broadcast_channels, channel_sum, ncr};
+use super::bn::{channel_sum, ncr};
 use super::kernels::{contiguous, storage, with_float};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -63,9 +63,4 @@ impl CustomOp2 for BiasOp {
 /// `x + b` with `b` of shape `(c,)` broadcast along dim 1 of `x` (`(N, C)` or `(N, C, …)`).
 pub(crate) fn add_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&b.contiguous()?, BiasOp)
-}
-
-/// The reference: candle's broadcast add.
-pub(crate) fn add_bias_reference(x: &Tensor, b: &Tensor) -> Result<Tensor> {
-    x.broadcast_add(&broadcast_channels(b, x.shape())?)
 }

@@ -204,6 +204,12 @@ pub mod reference {
         Ok((y, mean.flatten_all()?, var.flatten_all()?))
     }
 
+    /// `x + b[channel]` along dim 1 through candle's broadcast add (its backward reduces over
+    /// the broadcast dims with candle's generic reduction).
+    pub fn add_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+        x.broadcast_add(&super::bn::broadcast_channels(b, x.shape())?)
+    }
+
     /// `x · wᵀ` through candle's matmul (its backward adds a transposed weight gradient).
     pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         x.broadcast_matmul(&w.t()?)
@@ -289,7 +295,9 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         reference::linear(x, w)?
     };
     match b {
-        Some(b) => add_bias(&y, b),
+        // The bias is on the last dim; for 2-D outputs that is dim 1, which `add_bias` serves.
+        Some(b) if y.rank() == 2 => add_bias(&y, b),
+        Some(b) => y.broadcast_add(b),
         None => Ok(y),
     }
 }
@@ -301,7 +309,7 @@ pub fn add_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     if use_fast(x) && x.rank() >= 2 && same_cpu(x, &[b]) {
         bias::add_bias(x, b)
     } else {
-        bias::add_bias_reference(x, b)
+        reference::add_bias(x, b)
     }
 }
 
