@@ -99,6 +99,79 @@ pub struct CommonArgs {
     /// CPU threads for candle and rayon (read by `init_process` before any thread pool starts).
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
+    /// Override any field of the resolved configuration (as written to config.json), by its
+    /// dotted path: `--set cifar.train_limit=3000 --set cifar.augment=false`. The value is read
+    /// as JSON, else as a string; applied after the other flags, then validated.
+    #[arg(long = "set", value_name = "PATH=VALUE", value_parser = parse_setting)]
+    #[serde(default)]
+    pub set: Vec<Setting>,
+}
+
+/// One `--set PATH=VALUE` override: a dotted path into the config's JSON form and a value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Setting {
+    /// Dotted path, e.g. `cifar.opt.lr` (array elements by index: `settings.0.noise`).
+    pub path: String,
+    /// The new value.
+    pub value: serde_json::Value,
+}
+
+fn parse_setting(s: &str) -> Result<Setting, String> {
+    let (path, raw) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--set {s:?}: expected PATH=VALUE, e.g. opt.lr=0.05"))?;
+    let path = path.trim();
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(format!("--set {s:?}: empty path component"));
+    }
+    let value = serde_json::from_str(raw.trim())
+        .unwrap_or_else(|_| serde_json::Value::String(raw.trim().to_string()));
+    Ok(Setting {
+        path: path.to_string(),
+        value,
+    })
+}
+
+/// Applies `--set` overrides to a config through its JSON form. Every path must name an existing
+/// field (a typo is an error, not a silently ignored flag) and the result must deserialise.
+pub fn apply_settings<C: Serialize + DeserializeOwned>(
+    config: C,
+    settings: &[Setting],
+) -> Result<C> {
+    if settings.is_empty() {
+        return Ok(config);
+    }
+    let mut v = serde_json::to_value(&config)?;
+    for st in settings {
+        let mut node = &mut v;
+        for key in st.path.split('.') {
+            node = match node {
+                serde_json::Value::Object(m) => {
+                    if !m.contains_key(key) {
+                        let known: Vec<&String> = m.keys().collect();
+                        bail!(
+                            "--set {}: no field {key:?} here (fields: {known:?})",
+                            st.path
+                        )
+                    }
+                    m.get_mut(key).expect("checked above")
+                }
+                serde_json::Value::Array(a) => {
+                    let i: usize = key.parse().map_err(|_| {
+                        anyhow::anyhow!("--set {}: {key:?} indexes a list: use a number", st.path)
+                    })?;
+                    let len = a.len();
+                    match a.get_mut(i) {
+                        Some(n) => n,
+                        None => bail!("--set {}: index {i} out of range (length {len})", st.path),
+                    }
+                }
+                _ => bail!("--set {}: {key:?} goes below a plain value", st.path),
+            };
+        }
+        *node = st.value.clone();
+    }
+    serde_json::from_value(v).map_err(|e| anyhow::anyhow!("--set: {e}"))
 }
 
 impl CommonArgs {
@@ -113,6 +186,7 @@ impl CommonArgs {
             data_dir: None,
             hf_home: None,
             threads: None,
+            set: Vec::new(),
         }
     }
 
@@ -202,6 +276,70 @@ pub fn dedup<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Opt {
+        lr: f64,
+        milestones: Vec<usize>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Cfg {
+        name: String,
+        augment: bool,
+        limit: Option<usize>,
+        opt: Opt,
+    }
+
+    fn cfg() -> Cfg {
+        Cfg {
+            name: "a".into(),
+            augment: true,
+            limit: None,
+            opt: Opt {
+                lr: 0.1,
+                milestones: vec![5, 8],
+            },
+        }
+    }
+
+    fn set(args: &[&str]) -> Result<Cfg> {
+        let s: Vec<Setting> = args
+            .iter()
+            .map(|a| parse_setting(a).map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?;
+        apply_settings(cfg(), &s)
+    }
+
+    #[test]
+    fn set_overrides_nested_fields_lists_and_strings() {
+        let c = set(&[
+            "opt.lr=0.05",
+            "augment=false",
+            "limit=3000",
+            "opt.milestones.1=9",
+            "name=cifar100",
+        ])
+        .unwrap();
+        assert_eq!(c.opt.lr, 0.05);
+        assert!(!c.augment);
+        assert_eq!(c.limit, Some(3000));
+        assert_eq!(c.opt.milestones, vec![5, 9]);
+        assert_eq!(c.name, "cifar100");
+        assert_eq!(set(&["limit=null"]).unwrap().limit, None);
+        assert_eq!(set(&[]).unwrap(), cfg());
+    }
+
+    #[test]
+    fn set_rejects_unknown_paths_and_wrong_types() {
+        let e = set(&["opt.lrr=0.1"]).unwrap_err().to_string();
+        assert!(e.contains("lrr") && e.contains("lr"), "{e}");
+        assert!(set(&["opt.milestones.7=1"]).is_err());
+        assert!(set(&["opt.lr.x=1"]).is_err());
+        assert!(set(&["augment=maybe"]).is_err());
+        assert!(parse_setting("opt.lr").is_err());
+        assert!(parse_setting("opt..lr=1").is_err());
+    }
 
     #[test]
     fn dedup_keeps_first_occurrences_in_order() {

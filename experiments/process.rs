@@ -185,6 +185,7 @@ impl<C: ExperimentConfig> Experiment<C> {
     /// so an invalid run leaves nothing behind. With `--resume` the saved `config.json` must equal
     /// the resolved config (a resumed run with other settings would mix two experiments).
     pub fn setup(binary: &str, common: &CommonArgs, config: C) -> Result<Self> {
+        let config = crate::cli::apply_settings(config, &common.set)?;
         config.validate().with_context(|| {
             format!(
                 "invalid configuration for {binary} --preset {}",

@@ -46,12 +46,19 @@ struct Args {
     /// Meta step every N training steps (1: every step, as the authors' code).
     #[arg(long)]
     meta_every: Option<usize>,
+    /// Training runs to execute side by side on their own threads (numbers unchanged; per-step
+    /// times then include the contention). 2 suits a 2-core CPU, where much of a step is serial.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
     /// Normalisation of MWN's weights.
     #[arg(long, value_enum)]
     normalise: Option<Normalise>,
 }
 
 fn apply(cfg: &mut MwnConfig, a: &Args) -> Result<()> {
+    if let Some(v) = a.jobs {
+        cfg.jobs = v;
+    }
     if let Some(v) = &a.methods {
         cfg.noise.methods = v.clone();
         cfg.long_tail.methods = v.clone();

@@ -88,6 +88,12 @@ pub struct OptConfig {
     pub momentum: f64,
     /// Coupled L2 weight decay.
     pub weight_decay: f64,
+    /// Steps of plain mean cross-entropy before a meta-learned weighting (L2RW, or a step rule
+    /// such as Meta-Weight-Net) starts. 0, the papers' recipe, weights from the first step; a
+    /// warm-up is a deviation, for budgets too short for the weighting to recover from a
+    /// network whose features do not yet tell examples apart.
+    #[serde(default)]
+    pub warmup_steps: usize,
 }
 
 impl OptConfig {
@@ -129,6 +135,12 @@ impl OptConfig {
         ensure!(
             self.weight_decay.is_finite() && self.weight_decay >= 0.0,
             "{what}.weight_decay must be >= 0"
+        );
+        ensure!(
+            self.warmup_steps < self.steps,
+            "{what}.warmup_steps ({}) must be below steps ({})",
+            self.warmup_steps,
+            self.steps
         );
         Ok(())
     }
@@ -366,6 +378,7 @@ impl L2rwConfig {
                     gamma: 0.1,
                     momentum: 0.9,
                     weight_decay: 0.0,
+                    warmup_steps: 0,
                 },
                 test_limit: None,
             },
@@ -397,6 +410,7 @@ impl L2rwConfig {
                     gamma: 0.1,
                     momentum: 0.9,
                     weight_decay: 5e-4,
+                    warmup_steps: 0,
                 },
                 augment: true,
                 train_limit: None,
@@ -412,8 +426,19 @@ impl L2rwConfig {
     /// share the CPU, so the paper's 8,000 steps × 4 methods × 5 proportions × 10 seeds would take
     /// days. 400 steps at lr 1e-3 already separate the methods at 0.995 (an earlier version of this
     /// preset used lr 0.005 for 40 steps: the net collapsed to a constant output, test NLL ≈ ln 2).
-    /// CIFAR-10 (present, not run on this CPU): uniform-40 only, ResNet-8, 10,000 training
-    /// images, 1,500 steps.
+    ///
+    /// CIFAR-10 uniform-40: ResNet-8 on 4,000 training images (1,000 of them the clean meta set,
+    /// 3,000 noisy), no augmentation, 1,200 steps (40 epochs) with ×0.1 at 600 and 900. The paper's
+    /// 80K steps let WRN-28-10 memorise the noisy labels, which is what L2RW prevents; a CPU budget
+    /// reaches that regime only on a small training set without augmentation (measured here:
+    /// plain SGD fits 99.9 % of the noisy labels and its test accuracy falls to ~28 %). An earlier
+    /// version of this preset (10,000 images with augmentation, 1,500 steps) stayed in the
+    /// underfitting regime, where plain SGD wins (52 % vs L2RW 30 %): there L2RW's sparse,
+    /// class-driven early weights (effective batch ~35 %) only slow training down.
+    /// Deviation: the first 300 steps are plain SGD (`warmup_steps`), L2RW after them. Measured
+    /// here on this split (900-step probe, seed 0): plain 34.4 %, L2RW from step 0 (the paper)
+    /// 36.0 %, L2RW after a 300-step warm-up 44.9 %; with a random network the meta-gradient
+    /// barely tells clean from noisy examples and the weighted steps learn slowly.
     pub fn cpu() -> Self {
         let mut c = Self::paper();
         c.preset = Preset::Cpu;
@@ -423,12 +448,14 @@ impl L2rwConfig {
         c.mnist.opt.rounds = 4;
         c.cifar.settings.truncate(1);
         c.cifar.net = NetSpec::ResNet { depth: 8 };
-        c.cifar.train_limit = Some(10_000);
+        c.cifar.train_limit = Some(4_000);
+        c.cifar.augment = false;
         c.cifar.test_limit = Some(2_000);
-        c.cifar.opt.steps = 1_500;
-        c.cifar.opt.rounds = 5;
-        c.cifar.opt.eval_every_rounds = 5;
-        c.cifar.opt.milestones = vec![750, 1_125];
+        c.cifar.opt.steps = 1_200;
+        c.cifar.opt.rounds = 8;
+        c.cifar.opt.eval_every_rounds = 1;
+        c.cifar.opt.milestones = vec![600, 900];
+        c.cifar.opt.warmup_steps = 300;
         c
     }
 
@@ -461,6 +488,7 @@ impl L2rwConfig {
         c.cifar.opt.batch_size = 10;
         c.cifar.opt.meta_batch = Some(10);
         c.cifar.opt.milestones = vec![1];
+        c.cifar.opt.warmup_steps = 1;
         c
     }
 

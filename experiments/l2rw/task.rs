@@ -337,6 +337,9 @@ impl EpochTask for ReweightTask<'_> {
         let (mut loss_sum, mut errors, mut seen) = (0.0, 0usize, 0usize);
         let (mut w_flag, mut n_flag, mut w_rest, mut n_rest, mut zero_steps) =
             (0.0, 0usize, 0.0, 0usize, 0usize);
+        // Effective sample size (Σw)²/Σw² as a fraction of the batch, and the fraction of
+        // examples with a positive weight, summed over weighted steps.
+        let (mut ess_sum, mut pos_sum, mut weighted_steps) = (0.0, 0.0, 0usize);
         let mut meta_loss_sum = 0.0;
         let t0 = Instant::now();
         for _ in 0..steps {
@@ -356,7 +359,9 @@ impl EpochTask for ReweightTask<'_> {
             )?;
             let n = rows.len();
             let params = self.model.store().params();
+            let warming_up = (step as usize) < self.opt.warmup_steps;
             let weights: Option<Tensor> = match self.method {
+                Method::L2rw if warming_up => None,
                 Method::Plain | Method::Resample => None,
                 Method::Proportional => {
                     // Inverse class frequency, normalised over the batch (as L2RW's weights are):
@@ -402,7 +407,8 @@ impl EpochTask for ReweightTask<'_> {
                     Some(w)
                 }
             };
-            if let Some(rule) = self.rule.as_mut() {
+            let rule = if warming_up { None } else { self.rule.as_mut() };
+            if let Some(rule) = rule {
                 let (meta_set, k, norm, dev) = (
                     self.data.meta,
                     self.opt.meta_batch,
@@ -423,7 +429,8 @@ impl EpochTask for ReweightTask<'_> {
             let logits = self
                 .model
                 .forward(&params, &batch.images, &mut Ctx::train(rng))?;
-            let (loss, weights) = match (self.rule.as_mut(), &weights) {
+            let rule = if warming_up { None } else { self.rule.as_mut() };
+            let (loss, weights) = match (rule, &weights) {
                 (Some(rule), _) => rule.loss(&logits, &batch.labels)?,
                 (None, None) => (
                     loss::cross_entropy(&logits, &batch.labels, Reduction::Mean)?,
@@ -442,6 +449,14 @@ impl EpochTask for ReweightTask<'_> {
             if let Some(w) = &weights {
                 // Diagnostics: mean weight of flagged vs other rows, relative to uniform (1/n).
                 let wv: Vec<f32> = w.to_dtype(DType::F32)?.to_vec1()?;
+                let (s1, s2) = wv.iter().fold((0.0, 0.0), |(a, b), &x| {
+                    (a + x as f64, b + (x as f64) * (x as f64))
+                });
+                if s2 > 0.0 {
+                    ess_sum += s1 * s1 / s2 / n as f64;
+                    pos_sum += wv.iter().filter(|&&x| x > 0.0).count() as f64 / n as f64;
+                    weighted_steps += 1;
+                }
                 for (&r, &wi) in rows.iter().zip(&wv) {
                     let rel = wi as f64 * n as f64;
                     if self.data.flagged[r] {
@@ -484,6 +499,10 @@ impl EpochTask for ReweightTask<'_> {
                 },
             );
             m.insert("flagged_seen", n_flag as f64);
+        }
+        if weighted_steps > 0 {
+            m.insert("weight_ess", ess_sum / weighted_steps as f64);
+            m.insert("weight_positive", pos_sum / weighted_steps as f64);
         }
         if self.method == Method::L2rw {
             m.insert("all_zero_steps", zero_steps as f64);

@@ -346,6 +346,7 @@ impl MlntConfig {
                     gamma: 0.1,
                     momentum: 0.9,
                     weight_decay: 5e-4,
+                    warmup_steps: 0,
                 },
                 augment: true,
                 train_limit: None,
@@ -411,6 +412,7 @@ impl MlntConfig {
             gamma: 0.1,
             momentum: 0.9,
             weight_decay: 5e-4,
+            warmup_steps: 0,
         };
         c.mlnt.num_fast = 2;
         c.mlnt.meta_every = 5;

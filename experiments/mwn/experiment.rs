@@ -4,7 +4,7 @@
 //! the weight histograms.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::l2rw::experiment::build_net;
 use anyhow::{ensure, Context, Result};
@@ -23,6 +23,7 @@ use super::task::{weighting_function, LossRule, MwnRule};
 use crate::l2rw::experiment::role_rng;
 use crate::l2rw::task::random_subset;
 use crate::l2rw::{Method as L2rwMethod, NetSpec, ReweightTask, TaskData};
+use crate::parallel::run_indexed;
 use crate::plot::{self, Labels, Series};
 use crate::results::{per_seed, Row, SeedStats, Summary};
 use crate::runner::Runner;
@@ -380,7 +381,7 @@ fn train_one(
     p: &Prepared,
     method: Method,
     seed: u64,
-    samples: &mut BTreeMap<String, WeightSample>,
+    samples: &Mutex<BTreeMap<String, WeightSample>>,
 ) -> Result<RunResult> {
     let cfg = &exp.config;
     let dev = &exp.device;
@@ -496,6 +497,9 @@ fn train_one(
         r.vnet_slope = Some(at(q90)? - at(q10)?);
         let max = quantile(&ls, 0.99).max((nc as f64).ln() * 2.0);
         r.weight_fn = Some(weighting_function(&v, max, 101)?);
+        let mut samples = samples
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a training thread panicked"))?;
         let e = samples
             .entry(format!("{}/{}/{}", part.as_str(), p.dataset, p.setting))
             .or_insert(WeightSample {
@@ -526,9 +530,12 @@ pub fn run(exp: &Experiment<MwnConfig>, src: &DataSource, parts: &[Part]) -> Res
         (Part::LongTail, config_key(cfg, &cfg.long_tail)?),
     ];
     let key_of = |p: Part| keys.iter().find(|k| k.0 == p).map(|k| k.1.clone());
-    let mut results: Vec<RunResult> = Vec::new();
-    let mut samples: BTreeMap<String, WeightSample> = BTreeMap::new();
+    let samples: Mutex<BTreeMap<String, WeightSample>> = Mutex::new(BTreeMap::new());
     let mut flag_names: BTreeMap<String, (&'static str, &'static str)> = BTreeMap::new();
+    // Every split is prepared first (sequentially: the dataset cache is shared), then the runs
+    // go out to `--jobs` threads; each owns its seeded generators, so results do not depend on
+    // the schedule.
+    let mut preps: Vec<(Part, String, Prepared, u64)> = Vec::new();
     if parts.contains(&Part::Noise) {
         let key = key_of(Part::Noise).unwrap_or_default();
         for s in &cfg.noise.settings {
@@ -538,19 +545,7 @@ pub fn run(exp: &Experiment<MwnConfig>, src: &DataSource, parts: &[Part]) -> Res
                     format!("noise/{}/{}", p.dataset, p.setting),
                     (p.flag_name, p.other_name),
                 );
-                for &m in &cfg.noise.methods {
-                    results.push(train_one(
-                        exp,
-                        Part::Noise,
-                        &cfg.noise.opt,
-                        cfg.noise.augment,
-                        &key,
-                        &p,
-                        m,
-                        seed,
-                        &mut samples,
-                    )?);
-                }
+                preps.push((Part::Noise, key.clone(), p, seed));
             }
         }
     }
@@ -563,22 +558,45 @@ pub fn run(exp: &Experiment<MwnConfig>, src: &DataSource, parts: &[Part]) -> Res
                     format!("long_tail/{}/{}", p.dataset, p.setting),
                     (p.flag_name, p.other_name),
                 );
-                for &m in &cfg.long_tail.methods {
-                    results.push(train_one(
-                        exp,
-                        Part::LongTail,
-                        &cfg.long_tail.opt,
-                        cfg.long_tail.augment,
-                        &key,
-                        &p,
-                        m,
-                        seed,
-                        &mut samples,
-                    )?);
-                }
+                preps.push((Part::LongTail, key.clone(), p, seed));
             }
         }
     }
+    let part_cfg = |part: Part| match part {
+        Part::Noise => (&cfg.noise.opt, cfg.noise.augment, &cfg.noise.methods),
+        Part::LongTail => (
+            &cfg.long_tail.opt,
+            cfg.long_tail.augment,
+            &cfg.long_tail.methods,
+        ),
+    };
+    // Meta-learned methods (the longest runs) first, so that runs side by side end together.
+    let mut jobs: Vec<(usize, Method)> = preps
+        .iter()
+        .enumerate()
+        .flat_map(|(k, (part, ..))| part_cfg(*part).2.iter().map(move |&m| (k, m)))
+        .collect();
+    jobs.sort_by_key(|&(_, m)| !matches!(m, Method::Mwn | Method::L2rw));
+    let mut results = run_indexed(cfg.jobs.max(1), jobs.len(), |j| {
+        let (k, method) = jobs[j];
+        let (part, key, p, seed) = &preps[k];
+        let (opt, augment, _) = part_cfg(*part);
+        train_one(exp, *part, opt, augment, key, p, method, *seed, &samples)
+    })?;
+    // The report's order: part, setting, seed (the preparation order), then the methods' order.
+    let mut keyed: Vec<(usize, usize, RunResult)> = jobs
+        .iter()
+        .zip(results.drain(..))
+        .map(|(&(k, m), r)| {
+            let pos = part_cfg(preps[k].0).2.iter().position(|&x| x == m);
+            (k, pos.unwrap_or(usize::MAX), r)
+        })
+        .collect();
+    keyed.sort_by_key(|&(k, pos, _)| (k, pos));
+    let mut results: Vec<RunResult> = keyed.into_iter().map(|(.., r)| r).collect();
+    let samples = samples
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a training thread panicked"))?;
     // Keep earlier results of the parts not run now, if they came from this configuration.
     let path = exp.results.path("results.json");
     if path.is_file() {

@@ -74,6 +74,10 @@ fn invalid_flags_are_rejected_before_any_work() {
             vec!["--preset", "smoke", "--parts", "imagenet"],
             vec!["--preset", "smoke", "--cifar-dir", "/nonexistent/zoo-l2rw"],
             vec!["--preset", "smoke", "--jobs", "0"],
+            vec!["--preset", "smoke", "--set", "cifar.opt.lrr=0.1"],
+            vec!["--preset", "smoke", "--set", "cifar.opt.lr=-1"],
+            vec!["--preset", "smoke", "--set", "cifar.opt.warmup_steps=2"],
+            vec!["--preset", "smoke", "--set", "cifar.augment=sometimes"],
         ],
     );
 }

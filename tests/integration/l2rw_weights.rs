@@ -125,3 +125,114 @@ fn flipped_examples_get_lower_weight() {
         );
     }
 }
+
+fn toy_images(n: usize, flip_from: usize, rng: &mut StdRng) -> zoo_data::ImageDataset {
+    let size = 3 * 6 * 6;
+    zoo_data::ImageDataset {
+        name: "toy".into(),
+        images: (0..n * size).map(|_| rng.random::<u8>()).collect(),
+        labels: (0..n)
+            .map(|i| ((i % 2) as u32 + u32::from(i >= flip_from)) % 2)
+            .collect(),
+        channels: 3,
+        height: 6,
+        width: 6,
+        num_classes: 2,
+        class_names: vec!["a".into(), "b".into()],
+        source: zoo_data::SourceInfo {
+            kind: "dir".into(),
+            repo: "toy".into(),
+            revision: "-".into(),
+            commit: None,
+            files: vec![],
+            paths: vec![],
+        },
+    }
+}
+
+/// During `warmup_steps` an L2RW task takes exactly plain mean-CE steps (same parameters as a
+/// plain task after them); after it, L2RW's weighting starts (parameters differ, weights logged).
+#[test]
+fn warmup_steps_are_plain_then_l2rw_starts() {
+    use zoo::l2rw::{Method, OptConfig, ReweightTask, TaskData};
+    use zoo::runner::{EpochTask, StepMonitor};
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(3);
+    let train = toy_images(40, 30, &mut rng);
+    let meta = toy_images(8, 8, &mut rng);
+    let test = toy_images(8, 8, &mut rng);
+    let flagged: Vec<bool> = (0..40).map(|i| i >= 30).collect();
+    let opt = OptConfig {
+        steps: 4,
+        rounds: 2,
+        eval_every_rounds: 1,
+        batch_size: 10,
+        meta_batch: Some(4),
+        lr: 0.1,
+        milestones: vec![],
+        gamma: 0.1,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        warmup_steps: 2,
+    };
+    let params_after = |method: Method,
+                        rounds: usize|
+     -> (Vec<Vec<f32>>, Vec<zoo::runner::Metrics>) {
+        let model = Mlp::new(
+            MlpConfig::new(&[108, 8, 2]),
+            &mut StdRng::seed_from_u64(5),
+            &dev,
+        )
+        .unwrap();
+        let data = TaskData {
+            train: &train,
+            flagged: &flagged,
+            meta: &meta,
+            test: &test,
+            norm: zoo_data::Normalize::new(vec![0.5; 3], vec![0.25; 3]).unwrap(),
+            augment: zoo_data::Augment::None,
+        };
+        let mut task =
+            ReweightTask::new(Box::new(model), method, AllZero::ZeroStep, &opt, data, 7).unwrap();
+        let mut monitor = StepMonitor::detached(0, 0);
+        let mut metrics = Vec::new();
+        for r in 0..rounds {
+            let mut rng = StdRng::seed_from_u64(100 + r as u64);
+            metrics.push(task.train_epoch(r, &mut rng, &mut monitor).unwrap());
+        }
+        let p = task
+            .model()
+            .store()
+            .vars()
+            .values()
+            .map(|v| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect();
+        (p, metrics)
+    };
+    let (plain1, _) = params_after(Method::Plain, 1);
+    let (l2rw1, m1) = params_after(Method::L2rw, 1);
+    assert_eq!(plain1, l2rw1, "warm-up steps must be plain mean-CE steps");
+    assert!(
+        m1[0].get("weight_ess").is_none(),
+        "no weighted step in warm-up"
+    );
+    let (plain2, _) = params_after(Method::Plain, 2);
+    let (l2rw2, m2) = params_after(Method::L2rw, 2);
+    assert_ne!(
+        plain2, l2rw2,
+        "L2RW must weight the steps after the warm-up"
+    );
+    let ess = m2[1]
+        .get("weight_ess")
+        .expect("weights logged after warm-up");
+    assert!(
+        ess > 0.0 && ess <= 1.0 + 1e-9,
+        "effective sample size fraction {ess}"
+    );
+}
