@@ -243,6 +243,10 @@ impl ExperimentConfig for MlntConfig {
         ensure!(!c.methods.is_empty(), "cifar.methods: give at least one");
         ensure!(!c.settings.is_empty(), "cifar.settings: give at least one");
         ensure!(
+            c.opt.warmup_steps == 0,
+            "cifar.opt.warmup_steps is not used by mlnt: the meta loss starts at mlnt.start_iter"
+        );
+        ensure!(
             c.train_limit != Some(0) && c.test_limit != Some(0),
             "cifar limits must be >= 1"
         );
@@ -379,16 +383,16 @@ impl MlntConfig {
         }
     }
 
-    /// Sized for the shared 2-core CPU (measured here under load ~7: a ResNet-8 CE step of batch
-    /// 100 ~1.4 s, an exact MLNT meta step with M = 2 ~15 s, first order ~7 s): CIFAR-10 with
-    /// MWN's cpu split (uniform_any 40 %, the same 10,000-image subset, the same 1,000 clean
-    /// held-out images — here only the validation set — and the same seed and initial weights as
-    /// `mwn --preset cpu`), ResNet-8, one seed, 500 steps of batch 100 (lr 0.1, ×0.1 at 375 and
-    /// 450; half of mwn's 1,000), one test evaluation at the end. MLNT deviations, all for CPU
-    /// time: M = 2 instead of 10; the meta step every 5th step; the meta loss from step 100
-    /// (ramp to 300) instead of 500 → 2,000, which assume a much longer run; the EMA factor kept
-    /// at 0.99 (the official 0.999 averages over ~1,000 steps, longer than this whole run after
-    /// `start_iter`); no second iteration.
+    /// Sized for the shared 2-core CPU: CIFAR-10 with MWN's cpu split (uniform_any 40 %, the same
+    /// 4,000-image subset, the same 1,000 clean held-out images — here only the validation set —
+    /// and the same seed and initial weights as `mwn --preset cpu`), ResNet-8, no augmentation,
+    /// one seed, 1,200 steps of batch 100 (lr 0.1, ×0.1 at 600 and 900: mwn's schedule). This is
+    /// the regime where CE memorises the noisy labels (the paper's long runs); an earlier version
+    /// (10,000 images with augmentation, 500 steps) underfit and MLNT did not beat CE
+    /// (43.65 % vs 43.86 %). MLNT deviations, all for CPU time: M = 2 instead of 10; the meta
+    /// step every 5th step; the meta loss from step 200 (ramp to 600) instead of 500 → 2,000,
+    /// which assume a much longer run; the EMA factor kept at 0.99 (the official 0.999 averages
+    /// over ~1,000 steps, most of this run).
     pub fn cpu() -> Self {
         let mut c = Self::paper();
         c.preset = Preset::Cpu;
@@ -400,15 +404,16 @@ impl MlntConfig {
             net: NetSpec::ResNet { depth: 8 },
             val_per_class: 100,
         }];
-        c.cifar.train_limit = Some(10_000);
+        c.cifar.train_limit = Some(4_000);
+        c.cifar.augment = false;
         c.cifar.opt = OptConfig {
-            steps: 500,
-            rounds: 5,
-            eval_every_rounds: 5,
+            steps: 1_200,
+            rounds: 8,
+            eval_every_rounds: 1,
             batch_size: 100,
             meta_batch: Some(100),
             lr: 0.1,
-            milestones: vec![375, 450],
+            milestones: vec![600, 900],
             gamma: 0.1,
             momentum: 0.9,
             weight_decay: 5e-4,
@@ -416,10 +421,10 @@ impl MlntConfig {
         };
         c.mlnt.num_fast = 2;
         c.mlnt.meta_every = 5;
-        c.mlnt.start_iter = 100;
-        c.mlnt.mid_iter = 300;
+        c.mlnt.start_iter = 200;
+        c.mlnt.mid_iter = 600;
         c.mlnt.ema_end = 0.99;
-        c.mlnt.iterative = false;
+        c.mlnt.iterative = true;
         c
     }
 

@@ -21,9 +21,19 @@ fn smoke_preset_end_to_end() {
     let out = tmp("smoke");
     let dir = cifar_dir();
     let d = dir.to_str().unwrap();
-    for part in ["noise", "long-tail"] {
+    // The long-tail part runs its five methods two at a time (`--jobs 2`).
+    for (part, jobs) in [("noise", "1"), ("long-tail", "2")] {
         let o = mwn(
-            &["--preset", "smoke", "--data-dir", d, "--parts", part],
+            &[
+                "--preset",
+                "smoke",
+                "--data-dir",
+                d,
+                "--parts",
+                part,
+                "--jobs",
+                jobs,
+            ],
             &out,
         );
         assert!(
