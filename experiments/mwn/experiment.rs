@@ -903,9 +903,19 @@ fn summarise(exp: &Experiment<MwnConfig>, rs: &[RunResult]) -> Result<Summary> {
     ] {
         if rs.iter().any(|r| r.part.as_str() == name) {
             let o = &p["opt"];
+            let warmup = o["warmup_steps"].as_u64().unwrap_or(0);
+            let warmup = if warmup > 0 {
+                format!(
+                    " Deviation: the first {warmup} steps of every weighted method (focal, class_balanced, l2rw, \
+                     mwn) are plain mean-CE steps (a warm-up, as in deferred re-weighting); the weighting, and MWN's \
+                     meta steps, start after them. Their times per step are over the whole run."
+                )
+            } else {
+                String::new()
+            };
             s.note(format!(
                 "{name} part: {} steps, batch {}, meta batch {}, SGD lr {} (×{} at {}), momentum {}, weight decay {}, \
-                 augmentation {}, training subset {}, test images {}. {}",
+                 augmentation {}, training subset {}, test images {}.{warmup} {}",
                 o["steps"], o["batch_size"], o["meta_batch"], o["lr"], o["gamma"], o["milestones"], o["momentum"],
                 o["weight_decay"], p["augment"], p["train_limit"],
                 rs.iter().find(|r| r.part.as_str() == name).map_or(0, |r| r.n_test),
