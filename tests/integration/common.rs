@@ -83,3 +83,33 @@ pub fn assert_rejected_before_work(exe: &str, binary: &str, cases: &[Vec<&str>])
         })
         .collect()
 }
+
+/// A dataset of random `channels×size×size` images with the given labels (in-memory, for task
+/// and classifier tests that need an [`zoo_data::ImageDataset`] but no real data).
+pub fn random_images(
+    labels: Vec<u32>,
+    num_classes: usize,
+    (channels, size): (usize, usize),
+    rng: &mut rand::rngs::StdRng,
+) -> zoo_data::ImageDataset {
+    use rand::Rng;
+    let n = labels.len() * channels * size * size;
+    zoo_data::ImageDataset {
+        name: "toy".into(),
+        images: (0..n).map(|_| rng.random::<u8>()).collect(),
+        labels,
+        channels,
+        height: size,
+        width: size,
+        num_classes,
+        class_names: (0..num_classes).map(|c| c.to_string()).collect(),
+        source: zoo_data::SourceInfo {
+            kind: "dir".into(),
+            repo: "toy".into(),
+            revision: "-".into(),
+            commit: None,
+            files: vec![],
+            paths: vec![],
+        },
+    }
+}

@@ -8,7 +8,7 @@ use zoo::decouple::{
     evaluate, extract_features, lws_logits, row_norms, tau_normalize, train_crt, train_lws,
     HeadTraining, LinearHead, Ncm, NcmMetric,
 };
-use zoo_data::{ImageDataset, Normalize, SourceInfo};
+use zoo_data::{ImageDataset, Normalize};
 use zoo_models::metrics::Predictions;
 use zoo_models::models::{ResNetCifar, ResNetCifarConfig};
 use zoo_models::Classifier;
@@ -104,25 +104,8 @@ fn ncm_on_separable_features_is_exact() {
 }
 
 fn tiny_images(n: usize, num_classes: usize, rng: &mut StdRng) -> ImageDataset {
-    let size = 3 * 32 * 32;
-    ImageDataset {
-        name: "toy".into(),
-        images: (0..n * size).map(|_| rng.random::<u8>()).collect(),
-        labels: (0..n).map(|i| (i % num_classes) as u32).collect(),
-        channels: 3,
-        height: 32,
-        width: 32,
-        num_classes,
-        class_names: (0..num_classes).map(|c| c.to_string()).collect(),
-        source: SourceInfo {
-            kind: "dir".into(),
-            repo: "toy".into(),
-            revision: "-".into(),
-            commit: None,
-            files: vec![],
-            paths: vec![],
-        },
-    }
+    let labels = (0..n).map(|i| (i % num_classes) as u32).collect();
+    crate::common::random_images(labels, num_classes, (3, 32), rng)
 }
 
 #[test]

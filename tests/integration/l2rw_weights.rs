@@ -126,28 +126,12 @@ fn flipped_examples_get_lower_weight() {
     }
 }
 
+/// `n` random 3×6×6 images, labels alternating 0/1, flipped from row `flip_from` on.
 fn toy_images(n: usize, flip_from: usize, rng: &mut StdRng) -> zoo_data::ImageDataset {
-    let size = 3 * 6 * 6;
-    zoo_data::ImageDataset {
-        name: "toy".into(),
-        images: (0..n * size).map(|_| rng.random::<u8>()).collect(),
-        labels: (0..n)
-            .map(|i| ((i % 2) as u32 + u32::from(i >= flip_from)) % 2)
-            .collect(),
-        channels: 3,
-        height: 6,
-        width: 6,
-        num_classes: 2,
-        class_names: vec!["a".into(), "b".into()],
-        source: zoo_data::SourceInfo {
-            kind: "dir".into(),
-            repo: "toy".into(),
-            revision: "-".into(),
-            commit: None,
-            files: vec![],
-            paths: vec![],
-        },
-    }
+    let labels = (0..n)
+        .map(|i| ((i % 2) as u32 + u32::from(i >= flip_from)) % 2)
+        .collect();
+    crate::common::random_images(labels, 2, (3, 6), rng)
 }
 
 /// During `warmup_steps` an L2RW task takes exactly plain mean-CE steps (same parameters as a
