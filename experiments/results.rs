@@ -426,9 +426,16 @@ impl Summary {
             }
         }
         let r = &self.run;
+        // A `--resume` of finished runs rewrites the summary in seconds: say whose time it is.
+        let resumed = if r.command.split_whitespace().any(|a| a == "--resume") {
+            " (this invocation, which resumed from checkpoints; each run's training time is \
+             `time_s` in its `log.csv`)"
+        } else {
+            ""
+        };
         let _ = write!(
             s,
-            "\n## Run\n\n- git revision: `{}`\n- finished: {}\n- wall time: {:.1} s\n- device: {}\n\
+            "\n## Run\n\n- git revision: `{}`\n- finished: {}\n- wall time: {:.1} s{resumed}\n- device: {}\n\
              - hardware: {} ({} cores)\n- candle {}\n- command: `{}`\n\nAll metrics (final epoch, \
              mean ± std over seeds) are in `summary.json`; per-epoch curves in `seed_*/log.csv`.\n",
             r.git_revision,
