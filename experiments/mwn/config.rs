@@ -418,8 +418,9 @@ impl MwnConfig {
     /// with the loss, since the high-loss examples were then mostly clean ones not yet learned).
     /// Deviation: the first 300 steps are plain CE (`warmup_steps`, as `l2rw`'s cpu preset), so
     /// that the VNet learns once noisy labels are the high-loss ones; measured on this split with
-    /// MWN from step 0 (2 seeds, commit 1d08ff2, kept in `results/mwn/cpu-noise-from-step0`): CE-like accuracy (31 %) and a w(ℓ) still rising
-    /// with the loss (mean weight of corrupted examples 1.01 vs clean 0.99).
+    /// MWN from step 0 (2 seeds, commit 1d08ff2, kept in `results/mwn/cpu-noise-from-step0`):
+    /// CE-like accuracy (31 %) and a w(ℓ) still rising with the loss (mean weight of corrupted
+    /// examples 1.01 vs clean 0.99).
     ///
     /// Long tail: CIFAR-10-LT IF 100 (12,406 images + 100 meta images), 1,000 steps, ×0.1 at 750
     /// and 900. Deviation: the first 500 steps are plain CE for every weighted method
