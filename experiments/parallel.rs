@@ -78,6 +78,25 @@ where
     }
 }
 
+/// [`run_indexed`], handing out first the indices for which `first(i)` holds (the long runs, so
+/// that runs side by side end close together); results still in index order.
+pub fn run_indexed_first<T, F>(
+    jobs: usize,
+    n: usize,
+    first: impl Fn(usize) -> bool,
+    f: F,
+) -> Result<Vec<T>>
+where
+    T: Send,
+    F: Fn(usize) -> Result<T> + Sync,
+{
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| !first(i));
+    let mut out = run_indexed(jobs, n, |j| Ok((order[j], f(order[j])?)))?;
+    out.sort_by_key(|&(i, _)| i);
+    Ok(out.into_iter().map(|(_, v)| v).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +113,22 @@ mod tests {
         });
         assert_eq!(e.unwrap_err().to_string(), "run 4 failed");
         assert_eq!(run_indexed(1, 3, Ok).unwrap(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn first_runs_go_out_first_and_results_keep_index_order() {
+        let started = Mutex::new(Vec::new());
+        let v = run_indexed_first(
+            1,
+            6,
+            |i| i % 3 == 2,
+            |i| {
+                started.lock().unwrap().push(i);
+                Ok(10 * i)
+            },
+        )
+        .unwrap();
+        assert_eq!(v, vec![0, 10, 20, 30, 40, 50]);
+        assert_eq!(started.into_inner().unwrap(), vec![2, 5, 0, 1, 3, 4]);
     }
 }

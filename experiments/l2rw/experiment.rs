@@ -17,7 +17,7 @@ use zoo_models::Classifier;
 
 use super::config::{L2rwConfig, Method, NetSpec, OptConfig, Part};
 use super::task::{random_subset, ReweightTask, TaskData};
-use crate::parallel::run_indexed;
+use crate::parallel::run_indexed_first;
 use crate::plot::{self, Labels, Series};
 use crate::results::{per_seed, Row, SeedStats, Summary};
 use crate::runner::Runner;
@@ -124,19 +124,13 @@ fn train_one(
         .collect();
     // Rounds with weighted steps only (a warm-up's plain rounds would dilute L2RW's step time);
     // all rounds for unweighted methods.
-    let weighted: Vec<&crate::runner::EpochRecord> = run
-        .history
-        .iter()
-        .filter(|r| r.train.get("weight_ess").is_some())
-        .collect();
-    let rounds: Vec<&crate::runner::EpochRecord> = if weighted.is_empty() {
-        run.history.iter().collect()
-    } else {
-        weighted
-    };
+    let is_weighted = |r: &crate::runner::EpochRecord| r.train.get("weight_ess").is_some();
+    let any_weighted = run.history.iter().any(is_weighted);
     let step_ms = {
-        let v: Vec<f64> = rounds
+        let v: Vec<f64> = run
+            .history
             .iter()
+            .filter(|r| !any_weighted || is_weighted(r))
             .filter_map(|r| r.train.get("step_ms"))
             .collect();
         v.iter().sum::<f64>() / v.len().max(1) as f64
@@ -219,8 +213,9 @@ fn run_mnist(exp: &Experiment<L2rwConfig>, src: &DataSource) -> Result<Vec<RunRe
             preps.push((setting.clone(), seed, prep));
         }
     }
-    let jobs = longest_first(preps.len(), &cfg.methods);
-    run_indexed(exp_jobs(exp), jobs.len(), |j| {
+    let jobs = runs(preps.len(), &cfg.methods);
+    let long = |j: usize| jobs[j].1 == Method::L2rw;
+    run_indexed_first(exp_jobs(exp), jobs.len(), long, |j| {
         let (k, method) = jobs[j];
         let (setting, seed, prep) = &preps[k];
         let model = LeNet::new(LeNetConfig::mnist(2), &mut role_rng(*seed, "lenet"), dev)?;
@@ -240,14 +235,12 @@ fn run_mnist(exp: &Experiment<L2rwConfig>, src: &DataSource) -> Result<Vec<RunRe
     })
 }
 
-/// Every (prepared setting, method) pair, L2RW's (about 4× a plain run) first, so that runs side
-/// by side finish close together. The results do not depend on the order.
-fn longest_first(n_preps: usize, methods: &[Method]) -> Vec<(usize, Method)> {
-    let mut jobs: Vec<(usize, Method)> = (0..n_preps)
+/// Every (prepared setting, method) pair, in order. L2RW's runs (about 4× a plain run) are handed
+/// out first (`run_indexed_first`) so that runs side by side finish close together.
+fn runs(n_preps: usize, methods: &[Method]) -> Vec<(usize, Method)> {
+    (0..n_preps)
         .flat_map(|k| methods.iter().map(move |&m| (k, m)))
-        .collect();
-    jobs.sort_by_key(|&(_, m)| m != Method::L2rw);
-    jobs
+        .collect()
 }
 
 /// Training runs to execute side by side (`--jobs`), at least 1.
@@ -324,8 +317,9 @@ fn run_cifar(exp: &Experiment<L2rwConfig>, src: &DataSource) -> Result<Vec<RunRe
             preps.push((s.noise.clone(), seed, prep));
         }
     }
-    let jobs = longest_first(preps.len(), &cfg.methods);
-    run_indexed(exp_jobs(exp), jobs.len(), |j| {
+    let jobs = runs(preps.len(), &cfg.methods);
+    let long = |j: usize| jobs[j].1 == Method::L2rw;
+    run_indexed_first(exp_jobs(exp), jobs.len(), long, |j| {
         let (k, method) = jobs[j];
         let (noise, seed, prep) = &preps[k];
         let model = build_net(&cfg.net, nc, &mut role_rng(*seed, "cifar-net"), dev)?;

@@ -23,7 +23,7 @@ use super::task::{weighting_function, LossRule, MwnRule};
 use crate::l2rw::experiment::role_rng;
 use crate::l2rw::task::random_subset;
 use crate::l2rw::{Method as L2rwMethod, NetSpec, ReweightTask, TaskData};
-use crate::parallel::run_indexed;
+use crate::parallel::run_indexed_first;
 use crate::plot::{self, Labels, Series};
 use crate::results::{per_seed, Row, SeedStats, Summary};
 use crate::runner::Runner;
@@ -570,30 +570,20 @@ pub fn run(exp: &Experiment<MwnConfig>, src: &DataSource, parts: &[Part]) -> Res
             &cfg.long_tail.methods,
         ),
     };
-    // Meta-learned methods (the longest runs) first, so that runs side by side end together.
-    let mut jobs: Vec<(usize, Method)> = preps
+    // In the report's order: part, setting, seed (the preparation order), then the methods'.
+    let jobs: Vec<(usize, Method)> = preps
         .iter()
         .enumerate()
         .flat_map(|(k, (part, ..))| part_cfg(*part).2.iter().map(move |&m| (k, m)))
         .collect();
-    jobs.sort_by_key(|&(_, m)| !matches!(m, Method::Mwn | Method::L2rw));
-    let mut results = run_indexed(cfg.jobs.max(1), jobs.len(), |j| {
+    // Meta-learned methods (the longest runs) go out first, so that runs side by side end together.
+    let long = |j: usize| matches!(jobs[j].1, Method::Mwn | Method::L2rw);
+    let mut results = run_indexed_first(cfg.jobs.max(1), jobs.len(), long, |j| {
         let (k, method) = jobs[j];
         let (part, key, p, seed) = &preps[k];
         let (opt, augment, _) = part_cfg(*part);
         train_one(exp, *part, opt, augment, key, p, method, *seed, &samples)
     })?;
-    // The report's order: part, setting, seed (the preparation order), then the methods' order.
-    let mut keyed: Vec<(usize, usize, RunResult)> = jobs
-        .iter()
-        .zip(results.drain(..))
-        .map(|(&(k, m), r)| {
-            let pos = part_cfg(preps[k].0).2.iter().position(|&x| x == m);
-            (k, pos.unwrap_or(usize::MAX), r)
-        })
-        .collect();
-    keyed.sort_by_key(|&(k, pos, _)| (k, pos));
-    let mut results: Vec<RunResult> = keyed.into_iter().map(|(.., r)| r).collect();
     let samples = samples
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a training thread panicked"))?;

@@ -110,6 +110,7 @@ fn invalid_flags_are_rejected_before_any_work() {
             vec!["--preset", "smoke", "--noise", "pair:1.5"],
             vec!["--preset", "smoke", "--imbalance", "0.5"],
             vec!["--preset", "smoke", "--meta-every", "0"],
+            vec!["--preset", "smoke", "--jobs", "0"],
             vec!["--preset", "smoke", "--steps", "0"],
             vec!["--preset", "smoke", "--methods", "magic"],
             vec!["--preset", "smoke", "--parts", "imagenet"],
