@@ -87,7 +87,8 @@ pub struct CommonArgs {
     /// Output directory [default: results/BINARY/PRESET].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Continue from the last checkpoint of each seed (the saved config.json must match).
+    /// Continue from the last checkpoint of each seed (the saved config.json must match, except
+    /// that `--seeds` may add seeds to the saved ones).
     #[arg(long)]
     pub resume: bool,
     /// Read datasets from this directory (parquet layout) instead of the Hugging Face hub cache.

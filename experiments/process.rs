@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Var};
 use indicatif::MultiProgress;
 
@@ -72,13 +72,13 @@ fn peek_flag(args: &[String], flag: &str) -> Option<String> {
 ///    silently wrong. Setting environment variables is only sound while the process has a single
 ///    thread, hence "first statement". Before it, starts the detached workers of
 ///    [`zoo_models::backprop`] (one per `--jobs`), which run first-order backward passes without
-///    keeping gradient graphs; lowers candle's barrier-pool spin limit
-///    (`CANDLE_BARRIER_POOL_SPIN_LIMIT=0` unless set) and keeps freed buffers mapped
+///    keeping gradient graphs; sizes candle's elementwise pool
+///    ([`zoo_models::ops::tame_candle_pool`]: no spinning, and no workers with `--jobs N`, N > 1,
+///    or on at most 4 cores) and keeps freed buffers mapped
 ///    ([`zoo_models::ops::keep_freed_memory`]).
 /// 2. Reads `--threads N` and `--hf-home DIR` from the raw arguments and exports
-///    `RAYON_NUM_THREADS`/`CANDLE_NUM_THREADS` and `HF_HOME`: thread pools are sized once, at
-///    first use, so this cannot wait for clap. (clap still parses and validates the flags.)
-///    With `--jobs N` (N > 1, runs side by side) candle's own pool gets no extra threads.
+///    `RAYON_NUM_THREADS` (candle's pools follow it) and `HF_HOME`: thread pools are sized once,
+///    at first use, so this cannot wait for clap. (clap still parses and validates the flags.)
 /// 3. Installs the tracing subscriber (`RUST_LOG`, default `info`) writing to stderr without
 ///    tearing progress bars.
 /// 4. Runs [`second_order_self_test`]; on failure prints the reason and exits with status 2, since
@@ -92,20 +92,11 @@ pub fn init_process() {
     if let Some(n) = peek_flag(&args, "--threads") {
         if n.parse::<usize>().is_ok_and(|n| n > 0) {
             std::env::set_var("RAYON_NUM_THREADS", &n);
-            std::env::set_var("CANDLE_NUM_THREADS", &n);
         }
     }
-    // Runs side by side (`--jobs N`, N > 1) give the parallelism: candle's own pool would
-    // otherwise have the runs queue for it and spin at its barrier (measured: 15 % of the CPU).
-    if jobs > 1 {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
-    // candle's elementwise pool spins 25,000 times after every op before parking; on a 2-core
-    // machine that steals a core from the gemm threads of the next conv (measured: 3-10 % of a
-    // train step). Parking at once costs a wake-up per op instead.
-    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
-    }
+    // candle's elementwise pool spins at its barrier; with runs side by side (`--jobs N`) they
+    // would also queue for it (measured: 15 % of the CPU). See `tame_candle_pool`.
+    zoo_models::ops::tame_candle_pool(jobs);
     zoo_models::ops::keep_freed_memory();
     if let Some(dir) = peek_flag(&args, "--hf-home") {
         std::env::set_var("HF_HOME", dir);
@@ -178,6 +169,24 @@ pub struct Experiment<C> {
     pub started: Instant,
 }
 
+/// Whether `new` is `saved` with more seeds: equal but for a top-level `seeds` list that
+/// contains every saved seed. `--resume` then adds the new seeds to a finished run.
+fn adds_seeds(saved: &serde_json::Value, new: &serde_json::Value) -> bool {
+    let (Some(s), Some(n)) = (saved.as_object(), new.as_object()) else {
+        return false;
+    };
+    let (Some(ss), Some(ns)) = (
+        s.get("seeds").and_then(|v| v.as_array()),
+        n.get("seeds").and_then(|v| v.as_array()),
+    ) else {
+        return false;
+    };
+    let (mut s, mut n) = (s.clone(), n.clone());
+    s.remove("seeds");
+    n.remove("seeds");
+    ss.iter().all(|x| ns.contains(x)) && s == n
+}
+
 impl<C: ExperimentConfig> Experiment<C> {
     /// Validate everything, then create the results directory and write `config.json`.
     ///
@@ -201,11 +210,18 @@ impl<C: ExperimentConfig> Experiment<C> {
             let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&existing)?)
                 .with_context(|| format!("reading {}", existing.display()))?;
             if saved != value {
-                bail!(
+                ensure!(
+                    adds_seeds(&saved, &value),
                     "--resume: the configuration differs from the one saved in {}; rerun with the \
                      same flags, or without --resume to start over",
                     existing.display()
                 );
+                tracing::info!(
+                    "--resume: adding seeds to the run saved in {} (its seeds resume from their \
+                     checkpoints)",
+                    existing.display()
+                );
+                results.write_json("config.json", &value)?;
             }
         } else {
             results.write_json("config.json", &value)?;
@@ -240,6 +256,28 @@ mod tests {
         assert_eq!(peek_flag(&a, "--threads").as_deref(), Some("3"));
         assert_eq!(peek_flag(&a, "--hf-home").as_deref(), Some("/x"));
         assert_eq!(peek_flag(&a, "--cpu"), None);
+    }
+
+    #[test]
+    fn resume_may_add_seeds_only() {
+        let saved = serde_json::json!({"seeds": [0], "lr": 0.1});
+        assert!(adds_seeds(
+            &saved,
+            &serde_json::json!({"seeds": [0, 1], "lr": 0.1})
+        ));
+        assert!(!adds_seeds(
+            &saved,
+            &serde_json::json!({"seeds": [1], "lr": 0.1})
+        ));
+        assert!(!adds_seeds(
+            &saved,
+            &serde_json::json!({"seeds": [0, 1], "lr": 0.2})
+        ));
+        assert!(!adds_seeds(&saved, &serde_json::json!({"seeds": [0, 1]})));
+        assert!(!adds_seeds(
+            &serde_json::json!({"lr": 0.1}),
+            &serde_json::json!({"lr": 0.1})
+        ));
     }
 
     #[test]

@@ -456,11 +456,8 @@ fn parse_args() -> Result<Args> {
 }
 
 fn main() -> Result<()> {
-    // candle's elementwise pool spins 25,000 times after each op before parking, stealing a core
-    // from the gemm threads on a 2-core machine; the binaries lower it the same way.
-    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
-    }
+    // candle's elementwise pool: no spinning, no workers on a few-core machine, as the binaries.
+    zoo_models::ops::tame_candle_pool(1);
     // Second-order gradients need this before any backward pass; it costs nothing here and keeps
     // the benchmark on the same code path as the meta-learning experiments.
     // First-order backward passes run on a detached worker, as in the binaries.

@@ -36,6 +36,9 @@ const CASES: &[Case] = &[
     (2, 4, 9, 9, 6, 1, 2, 0, 1),
     (2, 4, 8, 8, 4, 3, 2, 1, 2),
     (2, 3, 11, 11, 4, 7, 2, 3, 1),
+    // Same-width (stride 1, output width = input width) images narrower than the kernel.
+    (1, 2, 1, 1, 3, 3, 1, 1, 1),
+    (2, 2, 3, 2, 3, 5, 1, 2, 1),
 ];
 
 fn inputs(case: usize, dtype: DType) -> (Tensor, Tensor, Tensor, (usize, usize, usize)) {

@@ -89,6 +89,22 @@ impl Geom {
     fn hwo(&self) -> usize {
         self.ho * self.wo
     }
+    /// Stride 1 with output width = input width (3×3 pad 1, 5×5 pad 2, …): each im2col row is
+    /// then the image shifted by one constant offset, except in `pad`-wide boundary columns, so
+    /// it is one contiguous copy instead of one per output row.
+    fn same_width(&self) -> bool {
+        self.stride == 1 && self.wo == self.w
+    }
+    /// For kernel row `ki` of a [`Self::same_width`] convolution: the output rows `a..b` whose
+    /// input row lies inside the image, and the offset in the channel plane of the input pixel
+    /// of output `(a, 0)` at kernel column `kj` (negative when it falls in the padding).
+    fn shifted_rows(&self, ki: usize, kj: usize) -> (usize, usize, isize) {
+        let (p, ki) = (self.pad as isize, ki as isize);
+        let a = (p - ki).clamp(0, self.ho as isize);
+        let b = (self.h as isize + p - ki).clamp(a, self.ho as isize);
+        let off = (a + ki - p) * self.w as isize + kj as isize - p;
+        (a as usize, b as usize, off)
+    }
     /// A 1×1 stride-1 unpadded convolution needs no im2col: the image is its own column matrix.
     fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
@@ -124,6 +140,9 @@ impl Geom {
 
 /// `col[(ci*kh + ki)*kw + kj][oh*wo + ow] = x[ci][oh*s - p + ki][ow*s - p + kj]` (0 outside).
 fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
+    if g.same_width() {
+        return im2col_same_width(g, x, col);
+    }
     let (s, p, hwo, wo) = (g.stride, g.pad, g.hwo(), g.wo);
     let zero = T::from_f64(0.0);
     for ci in 0..g.cg() {
@@ -157,8 +176,49 @@ fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
     }
 }
 
+/// [`im2col`] for a [`Geom::same_width`] convolution: per row, one copy of the shifted image,
+/// then the boundary columns (which read a neighbouring image row) set to zero.
+fn im2col_same_width<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
+    let (w, hwo, hw) = (g.w, g.hwo(), g.hw() as isize);
+    let zero = T::from_f64(0.0);
+    for ci in 0..g.cg() {
+        let xc = &x[ci * g.hw()..(ci + 1) * g.hw()];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let dst = &mut col[row * hwo..(row + 1) * hwo];
+                let (a, b, off) = g.shifted_rows(ki, kj);
+                dst[..a * w].fill(zero);
+                dst[b * w..].fill(zero);
+                let d = &mut dst[a * w..b * w];
+                // Positions whose source lies outside the plane are boundary columns.
+                let len = d.len() as isize;
+                let t0 = (-off).clamp(0, len) as usize;
+                let t1 = (hw - off).clamp(t0 as isize, len) as usize;
+                d[..t0].fill(zero);
+                d[t1..].fill(zero);
+                if t1 > t0 {
+                    let s0 = (off + t0 as isize) as usize;
+                    d[t0..t1].copy_from_slice(&xc[s0..s0 + (t1 - t0)]);
+                }
+                let (lo, hi) = g.valid_cols(kj);
+                if lo > 0 || hi < w {
+                    for r in d.chunks_exact_mut(w) {
+                        r[..lo].fill(zero);
+                        r[hi..].fill(zero);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The adjoint of [`im2col`]: `x[ci][ih][iw] += col[row][oh*wo + ow]` (x must start zeroed).
-fn col2im<T: Real>(g: &Geom, col: &[T], x: &mut [T]) {
+/// `col` is scratch: the same-width path zeroes its boundary columns before adding.
+fn col2im<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
+    if g.same_width() {
+        return col2im_same_width(g, col, x);
+    }
     let (s, p, hwo, wo) = (g.stride, g.pad, g.hwo(), g.wo);
     for ci in 0..g.cg() {
         let xc = &mut x[ci * g.hw()..(ci + 1) * g.hw()];
@@ -186,6 +246,39 @@ fn col2im<T: Real>(g: &Geom, col: &[T], x: &mut [T]) {
                         for (k, v) in sr[lo..hi].iter().enumerate() {
                             xr[start + k * s] += *v;
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im`] for a [`Geom::same_width`] convolution: the boundary columns of `col` (gradients
+/// of padding) are zeroed, then each row is added to the image in one contiguous pass.
+fn col2im_same_width<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
+    let (w, hwo, hw) = (g.w, g.hwo(), g.hw() as isize);
+    let zero = T::from_f64(0.0);
+    for ci in 0..g.cg() {
+        let xc = &mut x[ci * g.hw()..(ci + 1) * g.hw()];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let (a, b, off) = g.shifted_rows(ki, kj);
+                let src = &mut col[row * hwo + a * w..row * hwo + b * w];
+                let (lo, hi) = g.valid_cols(kj);
+                if lo > 0 || hi < w {
+                    for r in src.chunks_exact_mut(w) {
+                        r[..lo].fill(zero);
+                        r[hi..].fill(zero);
+                    }
+                }
+                let len = src.len() as isize;
+                let t0 = (-off).clamp(0, len) as usize;
+                let t1 = (hw - off).clamp(t0 as isize, len) as usize;
+                if t1 > t0 {
+                    let s0 = (off + t0 as isize) as usize;
+                    for (xv, v) in xc[s0..s0 + (t1 - t0)].iter_mut().zip(&src[t0..t1]) {
+                        *xv += *v;
                     }
                 }
             }
@@ -285,7 +378,7 @@ fn conv_input_grad<T: Real>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
                     dyg.len(),
                     par,
                 );
-                col2im(g, col, dxg);
+                col2im(g, col.as_mut_slice(), dxg);
             }
         }
     });
