@@ -156,8 +156,10 @@ pub struct RunResult {
     pub vnet_flagged: Option<f64>,
     /// See `vnet_flagged`.
     pub vnet_other: Option<f64>,
-    /// MWN: `V(ℓ_q90) − V(ℓ_q10)` with `ℓ_q` the quantiles of the final training losses:
-    /// negative when the learned weighting falls with the loss, positive when it rises.
+    /// MWN: least-squares slope `dV/dℓ` of the learned weighting function over the plotted range
+    /// `ℓ ∈ [0, max(q99 of the final training losses, 2 ln C)]`: negative when it falls with the
+    /// loss, positive when it rises. (Not over the final training losses alone: after the
+    /// network has memorised its training set those all lie near 0, a sliver of the function.)
     pub vnet_slope: Option<f64>,
     /// MWN: the learned weighting function `(ℓ, V(ℓ))` at the end of training.
     pub weight_fn: Option<Vec<(f64, f64)>>,
@@ -362,6 +364,22 @@ fn final_losses_and_weights(
     Ok((ls, ws))
 }
 
+/// Slope of the least-squares line through `(x, y)` points (0 for fewer than two distinct x).
+fn least_squares_slope(pts: &[(f64, f64)]) -> f64 {
+    let n = pts.len() as f64;
+    let (mx, my) = pts
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (sxy, sxx) = pts.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        0.0
+    }
+}
+
 fn quantile(v: &[f64], q: f64) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
@@ -487,16 +505,10 @@ fn train_one(
         let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         r.vnet_flagged = mean(&wf);
         r.vnet_other = mean(&wo);
-        let (q10, q90) = (quantile(&ls, 0.1), quantile(&ls, 0.9));
-        let at = |x: f64| -> Result<f64> {
-            let l = candle_core::Tensor::new(&[[x as f32]], dev)?;
-            Ok(v.forward(&v.store().params(), &l)?
-                .flatten_all()?
-                .to_vec1::<f32>()?[0] as f64)
-        };
-        r.vnet_slope = Some(at(q90)? - at(q10)?);
         let max = quantile(&ls, 0.99).max((nc as f64).ln() * 2.0);
-        r.weight_fn = Some(weighting_function(&v, max, 101)?);
+        let f = weighting_function(&v, max, 101)?;
+        r.vnet_slope = Some(least_squares_slope(&f));
+        r.weight_fn = Some(f);
         let mut samples = samples
             .lock()
             .map_err(|_| anyhow::anyhow!("a training thread panicked"))?;
@@ -770,8 +782,8 @@ fn summarise(exp: &Experiment<MwnConfig>, rs: &[RunResult]) -> Result<Summary> {
             let noise = *part == Part::Noise;
             s.row(dir(
                 Row::new(
-                    format!("{title}: MWN V(ℓ at q90) − V(ℓ at q10) of final training losses"),
-                    "weight",
+                    format!("{title}: MWN slope dV/dℓ of the learned w(ℓ), least squares over the plotted range"),
+                    "weight per nat",
                     slope.clone(),
                 )
                 .decimals(4),
@@ -801,7 +813,7 @@ fn summarise(exp: &Experiment<MwnConfig>, rs: &[RunResult]) -> Result<Summary> {
                 .iter()
                 .all(|&x| if want_falling { x < 0.0 } else { x > 0.0 });
             claims.push(format!(
-                "{title}: learned w(ℓ) {} with the loss (V(q90) − V(q10) = {:+.4} ± {:.4}; paper: {}): {}",
+                "{title}: learned w(ℓ) {} with the loss (least-squares slope over the plotted range {:+.4} ± {:.4} per nat; paper: {}): {}",
                 if st.mean < 0.0 { "falls" } else { "rises" },
                 st.mean,
                 st.std,
@@ -931,4 +943,19 @@ fn summarise(exp: &Experiment<MwnConfig>, rs: &[RunResult]) -> Result<Summary> {
     s.metrics = metrics;
     exp.results.write_summary(&s)?;
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_squares_slope;
+
+    #[test]
+    fn least_squares_slope_of_lines_and_a_peak() {
+        let line: Vec<(f64, f64)> = (0..5).map(|i| (i as f64, 2.0 - 0.5 * i as f64)).collect();
+        assert!((least_squares_slope(&line) + 0.5).abs() < 1e-12);
+        // Rises on [0, 1], falls on [1, 4]: negative overall.
+        let peak = [(0.0, 0.2), (1.0, 0.3), (2.0, 0.1), (3.0, 0.05), (4.0, 0.0)];
+        assert!(least_squares_slope(&peak) < 0.0);
+        assert_eq!(least_squares_slope(&[(1.0, 3.0)]), 0.0);
+    }
 }
