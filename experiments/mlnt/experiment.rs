@@ -330,21 +330,43 @@ impl crate::results::SeededRun for RunResult {
     }
 }
 
-/// MWN's (and its CE's) test accuracy on the same split and seeds, from `mwn`'s results of the
-/// same preset beside ours (`results/mwn/<preset>/results.json`), if present.
+/// MWN's (and its CE's) results, each tagged with `"source"` (its folder under `results/`):
+/// first those of the same preset beside ours (`results/mwn/<preset>/results.json`), then those of
+/// every other `results/mwn/*/` run, so that a run on the same split and seed is found wherever
+/// it was kept.
 fn mwn_results(exp: &Experiment<MlntConfig>) -> Vec<serde_json::Value> {
     let root: &Path = exp.results.root();
     let Some(base) = root.parent().and_then(|p| p.parent()) else {
         return Vec::new();
     };
-    let path = base
-        .join("mwn")
-        .join(exp.config.preset.to_string())
-        .join("results.json");
-    std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Vec<serde_json::Value>>(&b).ok())
-        .unwrap_or_default()
+    let preset = exp.config.preset.to_string();
+    let mut dirs: Vec<String> = std::fs::read_dir(base.join("mwn"))
+        .map(|it| {
+            it.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|d| *d != preset)
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.insert(0, preset);
+    let mut out = Vec::new();
+    for d in dirs {
+        let path = base.join("mwn").join(&d).join("results.json");
+        let Some(vs) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<serde_json::Value>>(&b).ok())
+        else {
+            continue;
+        };
+        for mut v in vs {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("source".into(), format!("results/mwn/{d}").into());
+                out.push(v);
+            }
+        }
+    }
+    out
 }
 
 fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> {
@@ -540,35 +562,44 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
             );
         }
         // Meta-Weight-Net (and its CE) on the same split and seeds, if run.
-        let mwn_row = |method: &str| -> Vec<f64> {
+        let mwn_row = |method: &str| -> Vec<Option<&serde_json::Value>> {
             seeds
                 .iter()
                 .map(|&seed| {
-                    mwn.iter()
-                        .find(|v| {
-                            v["part"] == "noise"
-                                && v["dataset"] == ds.as_str()
-                                && v["setting"] == set.as_str()
-                                && v["method"] == method
-                                && v["seed"].as_u64() == Some(seed)
-                                && rs.iter().any(|r| {
-                                    here(r)
-                                        && r.seed == seed
-                                        && r.round == 1
-                                        && v["n_train"].as_u64() == Some(r.n_train as u64)
-                                        && v["n_test"].as_u64() == Some(r.n_test as u64)
-                                })
-                        })
-                        .and_then(|v| v["test_accuracy"].as_f64())
-                        .unwrap_or(f64::NAN)
+                    mwn.iter().find(|v| {
+                        v["part"] == "noise"
+                            && v["dataset"] == ds.as_str()
+                            && v["setting"] == set.as_str()
+                            && v["method"] == method
+                            && v["seed"].as_u64() == Some(seed)
+                            && rs.iter().any(|r| {
+                                here(r)
+                                    && r.seed == seed
+                                    && r.round == 1
+                                    && v["n_train"].as_u64() == Some(r.n_train as u64)
+                                    && v["n_test"].as_u64() == Some(r.n_test as u64)
+                            })
+                    })
                 })
                 .collect()
         };
         for (method, what) in [("ce", "CE"), ("mwn", "Meta-Weight-Net"), ("l2rw", "L2RW")] {
-            let v = mwn_row(method);
+            let found = mwn_row(method);
+            let v: Vec<f64> = found
+                .iter()
+                .map(|r| {
+                    r.and_then(|r| r["test_accuracy"].as_f64())
+                        .unwrap_or(f64::NAN)
+                })
+                .collect();
             if v.iter().all(|x| x.is_nan()) {
                 continue;
             }
+            let mut sources: Vec<&str> = found
+                .iter()
+                .filter_map(|r| r.and_then(|r| r["source"].as_str()))
+                .collect();
+            sources.dedup();
             s.row(
                 Row::new(
                     format!("{ds} {set}, {net}: {what} from the mwn binary (same split and seed)"),
@@ -577,10 +608,11 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
                 )
                 .higher_is_better()
                 .decimals(2)
-                .note(
-                    "results/mwn/<preset>/results.json: mwn's own schedule (its config.json, \
-                     possibly longer than this run's), final model, no validation selection",
-                ),
+                .note(format!(
+                    "{}/results.json: mwn's own schedule (its config.json, possibly longer than \
+                     this run's), final model, no validation selection",
+                    sources.join(", ")
+                )),
             );
         }
     }

@@ -6,6 +6,7 @@
 use super::bn::{channel_sum, ncr};
 use super::kernels::{contiguous, storage, with_float};
 use candle_core::backend::BackendStorage;
+use candle_core::WithDType as _;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -32,14 +33,19 @@ impl CustomOp2 for BiasOp {
         with_float!(s1.dtype(), self.name(), |T| {
             let x = contiguous::<T>(s1, l1, self.name())?;
             let b = contiguous::<T>(s2, l2, self.name())?;
-            let out: Vec<T> = x
-                .par_chunks((c * r).max(1))
-                .flat_map_iter(|xi| {
-                    xi.chunks(r.max(1))
-                        .zip(b)
-                        .flat_map(|(xc, &bc)| xc.iter().map(move |v| *v + bc))
-                })
-                .collect();
+            // One output buffer written per image in place (a `flat_map_iter(..).collect()`
+            // here gathered per-thread lists of vectors and copied them: 11 % of a LeNet step).
+            let (cr, r1) = ((c * r).max(1), r.max(1));
+            let mut out = vec![T::from_f64(0.0); x.len()];
+            out.par_chunks_mut(cr)
+                .zip(x.par_chunks(cr))
+                .for_each(|(oi, xi)| {
+                    for ((oc, xc), &bc) in oi.chunks_mut(r1).zip(xi.chunks(r1)).zip(b) {
+                        for (o, v) in oc.iter_mut().zip(xc) {
+                            *o = *v + bc;
+                        }
+                    }
+                });
             Ok(storage(out, l1.shape().clone()))
         })
     }
