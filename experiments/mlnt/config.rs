@@ -384,19 +384,22 @@ impl MlntConfig {
     }
 
     /// Sized for the shared 2-core CPU: CIFAR-10 with MWN's cpu split (uniform_any 40 %, the same
-    /// 4,000-image subset, the same 1,000 clean held-out images — here only the validation set —
-    /// and the same seed and initial weights as `mwn --preset cpu`), ResNet-8, no augmentation,
-    /// one seed, 1,200 steps of batch 100 (lr 0.1, ×0.1 at 600 and 900: mwn's schedule). This is
-    /// the regime where CE memorises the noisy labels (the paper's long runs); an earlier version
-    /// (10,000 images with augmentation, 500 steps) underfit and MLNT did not beat CE
-    /// (43.65 % vs 43.86 %). MLNT deviations, all for CPU time: M = 2 instead of 10; the meta
-    /// step every 5th step; the meta loss from step 200 (ramp to 600) instead of 500 → 2,000,
-    /// which assume a much longer run; the EMA factor kept at 0.99 (the official 0.999 averages
-    /// over ~1,000 steps, most of this run).
+    /// 11,000-image subset, the same 1,000 clean held-out images — here only the validation set —
+    /// and the same seeds, initial weights and batch stream as `mwn --preset cpu`), ResNet-8,
+    /// augmentation, two seeds, 1,600 steps of batch 100 (lr 0.1, ×0.1 at 1,280 and 1,440: mwn's
+    /// schedule). MLNT deviations, all for CPU time: M = 2 instead of 10; the meta step every 5th
+    /// step; the meta loss from step 200 (ramp to 600) instead of 500 → 2,000, which assume a
+    /// much longer run; the EMA factor kept at 0.99 (the official 0.999 averages over ~1,000
+    /// steps, most of this run); no second (iterative) round here (`--set
+    /// mlnt.iterative=true` adds it; on the memorisation split its mentor kept ~99 % of the rows
+    /// and it changed nothing, `results/mlnt/cpu-memorisation-split`). Earlier versions that did
+    /// not show the claim: that memorisation split (4,000 images, no augmentation, ×0.1 at
+    /// 600/900; MLNT − CE +0.44 ± 0.74 points over 2 seeds) and 10,000 images for 500 steps
+    /// (43.65 % vs 43.86 %).
     pub fn cpu() -> Self {
         let mut c = Self::paper();
         c.preset = Preset::Cpu;
-        c.seeds = vec![0];
+        c.seeds = vec![0, 1];
         c.parts = vec![Part::Cifar];
         c.cifar.settings = vec![CifarSetting {
             dataset: "cifar10".into(),
@@ -404,16 +407,16 @@ impl MlntConfig {
             net: NetSpec::ResNet { depth: 8 },
             val_per_class: 100,
         }];
-        c.cifar.train_limit = Some(4_000);
-        c.cifar.augment = false;
+        c.cifar.train_limit = Some(11_000);
+        c.cifar.augment = true;
         c.cifar.opt = OptConfig {
-            steps: 1_200,
+            steps: 1_600,
             rounds: 8,
             eval_every_rounds: 1,
             batch_size: 100,
             meta_batch: Some(100),
             lr: 0.1,
-            milestones: vec![600, 900],
+            milestones: vec![1280, 1440],
             gamma: 0.1,
             momentum: 0.9,
             weight_decay: 5e-4,
@@ -424,7 +427,7 @@ impl MlntConfig {
         c.mlnt.start_iter = 200;
         c.mlnt.mid_iter = 600;
         c.mlnt.ema_end = 0.99;
-        c.mlnt.iterative = true;
+        c.mlnt.iterative = false;
         c
     }
 
@@ -432,6 +435,7 @@ impl MlntConfig {
     pub fn smoke() -> Self {
         let mut c = Self::cpu();
         c.preset = Preset::Smoke;
+        c.seeds = vec![0];
         c.cifar.settings[0].val_per_class = 3;
         c.cifar.train_limit = Some(300);
         c.cifar.test_limit = Some(50);
