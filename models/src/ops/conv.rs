@@ -138,6 +138,14 @@ impl Geom {
     }
 }
 
+/// `(ci, ki, kj, row)` for every row of one group's im2col matrix, `row = (ci*kh + ki)*kw + kj`.
+fn kernel_rows(g: &Geom) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+    (0..g.cg()).flat_map(move |ci| {
+        (0..g.kh)
+            .flat_map(move |ki| (0..g.kw).map(move |kj| (ci, ki, kj, (ci * g.kh + ki) * g.kw + kj)))
+    })
+}
+
 /// `col[(ci*kh + ki)*kw + kj][oh*wo + ow] = x[ci][oh*s - p + ki][ow*s - p + kj]` (0 outside).
 fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
     if g.same_width() {
@@ -145,31 +153,26 @@ fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
     }
     let (s, p, hwo, wo) = (g.stride, g.pad, g.hwo(), g.wo);
     let zero = T::from_f64(0.0);
-    for ci in 0..g.cg() {
+    for (ci, ki, kj, row) in kernel_rows(g) {
         let xc = &x[ci * g.hw()..(ci + 1) * g.hw()];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let row = (ci * g.kh + ki) * g.kw + kj;
-                let dst = &mut col[row * hwo..(row + 1) * hwo];
-                let (lo, hi) = g.valid_cols(kj);
-                for oh in 0..g.ho {
-                    let d = &mut dst[oh * wo..(oh + 1) * wo];
-                    let ih = (oh * s + ki) as isize - p as isize;
-                    if ih < 0 || ih >= g.h as isize || lo >= hi {
-                        d.fill(zero);
-                        continue;
-                    }
-                    let xr = &xc[ih as usize * g.w..(ih as usize + 1) * g.w];
-                    d[..lo].fill(zero);
-                    d[hi..].fill(zero);
-                    let start = lo * s + kj - p;
-                    if s == 1 {
-                        d[lo..hi].copy_from_slice(&xr[start..start + (hi - lo)]);
-                    } else {
-                        for (k, v) in d[lo..hi].iter_mut().enumerate() {
-                            *v = xr[start + k * s];
-                        }
-                    }
+        let dst = &mut col[row * hwo..(row + 1) * hwo];
+        let (lo, hi) = g.valid_cols(kj);
+        for oh in 0..g.ho {
+            let d = &mut dst[oh * wo..(oh + 1) * wo];
+            let ih = (oh * s + ki) as isize - p as isize;
+            if ih < 0 || ih >= g.h as isize || lo >= hi {
+                d.fill(zero);
+                continue;
+            }
+            let xr = &xc[ih as usize * g.w..(ih as usize + 1) * g.w];
+            d[..lo].fill(zero);
+            d[hi..].fill(zero);
+            let start = lo * s + kj - p;
+            if s == 1 {
+                d[lo..hi].copy_from_slice(&xr[start..start + (hi - lo)]);
+            } else {
+                for (k, v) in d[lo..hi].iter_mut().enumerate() {
+                    *v = xr[start + k * s];
                 }
             }
         }
@@ -181,33 +184,28 @@ fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
 fn im2col_same_width<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
     let (w, hwo, hw) = (g.w, g.hwo(), g.hw() as isize);
     let zero = T::from_f64(0.0);
-    for ci in 0..g.cg() {
+    for (ci, ki, kj, row) in kernel_rows(g) {
         let xc = &x[ci * g.hw()..(ci + 1) * g.hw()];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let row = (ci * g.kh + ki) * g.kw + kj;
-                let dst = &mut col[row * hwo..(row + 1) * hwo];
-                let (a, b, off) = g.shifted_rows(ki, kj);
-                dst[..a * w].fill(zero);
-                dst[b * w..].fill(zero);
-                let d = &mut dst[a * w..b * w];
-                // Positions whose source lies outside the plane are boundary columns.
-                let len = d.len() as isize;
-                let t0 = (-off).clamp(0, len) as usize;
-                let t1 = (hw - off).clamp(t0 as isize, len) as usize;
-                d[..t0].fill(zero);
-                d[t1..].fill(zero);
-                if t1 > t0 {
-                    let s0 = (off + t0 as isize) as usize;
-                    d[t0..t1].copy_from_slice(&xc[s0..s0 + (t1 - t0)]);
-                }
-                let (lo, hi) = g.valid_cols(kj);
-                if lo > 0 || hi < w {
-                    for r in d.chunks_exact_mut(w) {
-                        r[..lo].fill(zero);
-                        r[hi..].fill(zero);
-                    }
-                }
+        let dst = &mut col[row * hwo..(row + 1) * hwo];
+        let (a, b, off) = g.shifted_rows(ki, kj);
+        dst[..a * w].fill(zero);
+        dst[b * w..].fill(zero);
+        let d = &mut dst[a * w..b * w];
+        // Positions whose source lies outside the plane are boundary columns.
+        let len = d.len() as isize;
+        let t0 = (-off).clamp(0, len) as usize;
+        let t1 = (hw - off).clamp(t0 as isize, len) as usize;
+        d[..t0].fill(zero);
+        d[t1..].fill(zero);
+        if t1 > t0 {
+            let s0 = (off + t0 as isize) as usize;
+            d[t0..t1].copy_from_slice(&xc[s0..s0 + (t1 - t0)]);
+        }
+        let (lo, hi) = g.valid_cols(kj);
+        if lo > 0 || hi < w {
+            for r in d.chunks_exact_mut(w) {
+                r[..lo].fill(zero);
+                r[hi..].fill(zero);
             }
         }
     }
@@ -220,33 +218,28 @@ fn col2im<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
         return col2im_same_width(g, col, x);
     }
     let (s, p, hwo, wo) = (g.stride, g.pad, g.hwo(), g.wo);
-    for ci in 0..g.cg() {
+    for (ci, ki, kj, row) in kernel_rows(g) {
         let xc = &mut x[ci * g.hw()..(ci + 1) * g.hw()];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let row = (ci * g.kh + ki) * g.kw + kj;
-                let src = &col[row * hwo..(row + 1) * hwo];
-                let (lo, hi) = g.valid_cols(kj);
-                if lo >= hi {
-                    continue;
+        let src = &col[row * hwo..(row + 1) * hwo];
+        let (lo, hi) = g.valid_cols(kj);
+        if lo >= hi {
+            continue;
+        }
+        for oh in 0..g.ho {
+            let ih = (oh * s + ki) as isize - p as isize;
+            if ih < 0 || ih >= g.h as isize {
+                continue;
+            }
+            let xr = &mut xc[ih as usize * g.w..(ih as usize + 1) * g.w];
+            let sr = &src[oh * wo..(oh + 1) * wo];
+            let start = lo * s + kj - p;
+            if s == 1 {
+                for (a, b) in xr[start..start + (hi - lo)].iter_mut().zip(&sr[lo..hi]) {
+                    *a += *b;
                 }
-                for oh in 0..g.ho {
-                    let ih = (oh * s + ki) as isize - p as isize;
-                    if ih < 0 || ih >= g.h as isize {
-                        continue;
-                    }
-                    let xr = &mut xc[ih as usize * g.w..(ih as usize + 1) * g.w];
-                    let sr = &src[oh * wo..(oh + 1) * wo];
-                    let start = lo * s + kj - p;
-                    if s == 1 {
-                        for (a, b) in xr[start..start + (hi - lo)].iter_mut().zip(&sr[lo..hi]) {
-                            *a += *b;
-                        }
-                    } else {
-                        for (k, v) in sr[lo..hi].iter().enumerate() {
-                            xr[start + k * s] += *v;
-                        }
-                    }
+            } else {
+                for (k, v) in sr[lo..hi].iter().enumerate() {
+                    xr[start + k * s] += *v;
                 }
             }
         }
@@ -258,29 +251,24 @@ fn col2im<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
 fn col2im_same_width<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
     let (w, hwo, hw) = (g.w, g.hwo(), g.hw() as isize);
     let zero = T::from_f64(0.0);
-    for ci in 0..g.cg() {
+    for (ci, ki, kj, row) in kernel_rows(g) {
         let xc = &mut x[ci * g.hw()..(ci + 1) * g.hw()];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let row = (ci * g.kh + ki) * g.kw + kj;
-                let (a, b, off) = g.shifted_rows(ki, kj);
-                let src = &mut col[row * hwo + a * w..row * hwo + b * w];
-                let (lo, hi) = g.valid_cols(kj);
-                if lo > 0 || hi < w {
-                    for r in src.chunks_exact_mut(w) {
-                        r[..lo].fill(zero);
-                        r[hi..].fill(zero);
-                    }
-                }
-                let len = src.len() as isize;
-                let t0 = (-off).clamp(0, len) as usize;
-                let t1 = (hw - off).clamp(t0 as isize, len) as usize;
-                if t1 > t0 {
-                    let s0 = (off + t0 as isize) as usize;
-                    for (xv, v) in xc[s0..s0 + (t1 - t0)].iter_mut().zip(&src[t0..t1]) {
-                        *xv += *v;
-                    }
-                }
+        let (a, b, off) = g.shifted_rows(ki, kj);
+        let src = &mut col[row * hwo + a * w..row * hwo + b * w];
+        let (lo, hi) = g.valid_cols(kj);
+        if lo > 0 || hi < w {
+            for r in src.chunks_exact_mut(w) {
+                r[..lo].fill(zero);
+                r[hi..].fill(zero);
+            }
+        }
+        let len = src.len() as isize;
+        let t0 = (-off).clamp(0, len) as usize;
+        let t1 = (hw - off).clamp(t0 as isize, len) as usize;
+        if t1 > t0 {
+            let s0 = (off + t0 as isize) as usize;
+            for (xv, v) in xc[s0..s0 + (t1 - t0)].iter_mut().zip(&src[t0..t1]) {
+                *xv += *v;
             }
         }
     }
