@@ -95,15 +95,23 @@ impl Geom {
     fn same_width(&self) -> bool {
         self.stride == 1 && self.wo == self.w
     }
-    /// For kernel row `ki` of a [`Self::same_width`] convolution: the output rows `a..b` whose
-    /// input row lies inside the image, and the offset in the channel plane of the input pixel
-    /// of output `(a, 0)` at kernel column `kj` (negative when it falls in the padding).
-    fn shifted_rows(&self, ki: usize, kj: usize) -> (usize, usize, isize) {
+    /// Where kernel position `(ki, kj)` of a [`Self::same_width`] convolution reads the channel
+    /// plane: see [`Shift`].
+    fn shift(&self, ki: usize, kj: usize) -> Shift {
         let (p, ki) = (self.pad as isize, ki as isize);
         let a = (p - ki).clamp(0, self.ho as isize);
         let b = (self.h as isize + p - ki).clamp(a, self.ho as isize);
+        // Plane offset of the input pixel of output (a, 0); negative in the padding.
         let off = (a + ki - p) * self.w as isize + kj as isize - p;
-        (a as usize, b as usize, off)
+        let len = (b - a) * self.w as isize;
+        let t0 = (-off).clamp(0, len);
+        let t1 = (self.hw() as isize - off).clamp(t0, len);
+        Shift {
+            rows: a as usize..b as usize,
+            block: t0 as usize..t1 as usize,
+            // Clamped so that an empty `block` still slices the plane.
+            src: (off + t0).clamp(0, self.hw() as isize) as usize,
+        }
     }
     /// A 1×1 stride-1 unpadded convolution needs no im2col: the image is its own column matrix.
     fn pointwise(&self) -> bool {
@@ -135,6 +143,27 @@ impl Geom {
             0
         };
         (lo.min(hi), hi)
+    }
+}
+
+/// One kernel position of a [`Geom::same_width`] convolution: output rows `rows` have their input
+/// row inside the image; within those rows (a block of `rows.len() * w` values) the positions
+/// `block` read the plane contiguously from `src`, and every other position is padding.
+struct Shift {
+    rows: std::ops::Range<usize>,
+    block: std::ops::Range<usize>,
+    src: usize,
+}
+
+/// Zeroes the columns outside `lo..hi` of every `w`-long row of `block` (positions whose
+/// contiguous read wrapped into a neighbouring image row).
+fn zero_edge_columns<T: Real>(block: &mut [T], w: usize, (lo, hi): (usize, usize)) {
+    if lo > 0 || hi < w {
+        let zero = T::from_f64(0.0);
+        for r in block.chunks_exact_mut(w) {
+            r[..lo].fill(zero);
+            r[hi..].fill(zero);
+        }
     }
 }
 
@@ -182,32 +211,19 @@ fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
 /// [`im2col`] for a [`Geom::same_width`] convolution: per row, one copy of the shifted image,
 /// then the boundary columns (which read a neighbouring image row) set to zero.
 fn im2col_same_width<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
-    let (w, hwo, hw) = (g.w, g.hwo(), g.hw() as isize);
+    let (w, hwo) = (g.w, g.hwo());
     let zero = T::from_f64(0.0);
     for (ci, ki, kj, row) in kernel_rows(g) {
         let xc = &x[ci * g.hw()..(ci + 1) * g.hw()];
         let dst = &mut col[row * hwo..(row + 1) * hwo];
-        let (a, b, off) = g.shifted_rows(ki, kj);
-        dst[..a * w].fill(zero);
-        dst[b * w..].fill(zero);
-        let d = &mut dst[a * w..b * w];
-        // Positions whose source lies outside the plane are boundary columns.
-        let len = d.len() as isize;
-        let t0 = (-off).clamp(0, len) as usize;
-        let t1 = (hw - off).clamp(t0 as isize, len) as usize;
-        d[..t0].fill(zero);
-        d[t1..].fill(zero);
-        if t1 > t0 {
-            let s0 = (off + t0 as isize) as usize;
-            d[t0..t1].copy_from_slice(&xc[s0..s0 + (t1 - t0)]);
-        }
-        let (lo, hi) = g.valid_cols(kj);
-        if lo > 0 || hi < w {
-            for r in d.chunks_exact_mut(w) {
-                r[..lo].fill(zero);
-                r[hi..].fill(zero);
-            }
-        }
+        let Shift { rows, block, src } = g.shift(ki, kj);
+        dst[..rows.start * w].fill(zero);
+        dst[rows.end * w..].fill(zero);
+        let d = &mut dst[rows.start * w..rows.end * w];
+        d[..block.start].fill(zero);
+        d[block.end..].fill(zero);
+        d[block.clone()].copy_from_slice(&xc[src..src + block.len()]);
+        zero_edge_columns(d, w, g.valid_cols(kj));
     }
 }
 
@@ -249,27 +265,14 @@ fn col2im<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
 /// [`col2im`] for a [`Geom::same_width`] convolution: the boundary columns of `col` (gradients
 /// of padding) are zeroed, then each row is added to the image in one contiguous pass.
 fn col2im_same_width<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
-    let (w, hwo, hw) = (g.w, g.hwo(), g.hw() as isize);
-    let zero = T::from_f64(0.0);
+    let (w, hwo) = (g.w, g.hwo());
     for (ci, ki, kj, row) in kernel_rows(g) {
         let xc = &mut x[ci * g.hw()..(ci + 1) * g.hw()];
-        let (a, b, off) = g.shifted_rows(ki, kj);
-        let src = &mut col[row * hwo + a * w..row * hwo + b * w];
-        let (lo, hi) = g.valid_cols(kj);
-        if lo > 0 || hi < w {
-            for r in src.chunks_exact_mut(w) {
-                r[..lo].fill(zero);
-                r[hi..].fill(zero);
-            }
-        }
-        let len = src.len() as isize;
-        let t0 = (-off).clamp(0, len) as usize;
-        let t1 = (hw - off).clamp(t0 as isize, len) as usize;
-        if t1 > t0 {
-            let s0 = (off + t0 as isize) as usize;
-            for (xv, v) in xc[s0..s0 + (t1 - t0)].iter_mut().zip(&src[t0..t1]) {
-                *xv += *v;
-            }
+        let Shift { rows, block, src } = g.shift(ki, kj);
+        let s = &mut col[row * hwo + rows.start * w..row * hwo + rows.end * w];
+        zero_edge_columns(s, w, g.valid_cols(kj));
+        for (xv, v) in xc[src..src + block.len()].iter_mut().zip(&s[block]) {
+            *xv += *v;
         }
     }
 }
