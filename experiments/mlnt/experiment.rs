@@ -595,11 +595,16 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
             if v.iter().all(|x| x.is_nan()) {
                 continue;
             }
-            let mut sources: Vec<&str> = found
+            // Each folder once, in the order the seeds found them.
+            let mut sources: Vec<&str> = Vec::new();
+            for src in found
                 .iter()
                 .filter_map(|r| r.and_then(|r| r["source"].as_str()))
-                .collect();
-            sources.dedup();
+            {
+                if !sources.contains(&src) {
+                    sources.push(src);
+                }
+            }
             s.row(
                 Row::new(
                     format!("{ds} {set}, {net}: {what} from the mwn binary (same split and seed)"),
