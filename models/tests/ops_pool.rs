@@ -68,6 +68,87 @@ fn ties_go_to_the_first_maximum() {
     assert_eq!(gx, vec![1., 0., 0., 0.]);
 }
 
+/// The first maximum in row-major window order, by brute force; padding never wins.
+fn first_max_counts(
+    x: &[f32],
+    (h, w): (usize, usize),
+    (k, s, p): (usize, usize, usize),
+) -> Vec<f32> {
+    let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+    let mut counts = vec![0f32; h * w];
+    for oh in 0..ho {
+        for ow in 0..wo {
+            let mut best: Option<usize> = None;
+            for dy in 0..k {
+                for dx in 0..k {
+                    let (y, xx) = (
+                        (oh * s + dy) as isize - p as isize,
+                        (ow * s + dx) as isize - p as isize,
+                    );
+                    if y < 0 || xx < 0 || y >= h as isize || xx >= w as isize {
+                        continue;
+                    }
+                    let i = y as usize * w + xx as usize;
+                    if best.is_none_or(|b| x[i] > x[b]) {
+                        best = Some(i);
+                    }
+                }
+            }
+            counts[best.expect("a window inside the image")] += 1.0;
+        }
+    }
+    counts
+}
+
+/// Inputs with many ties (values from {0 or −∞, 1, 2}) over strides 1–3, padding and widths that give
+/// the row-at-a-time path both interior and edge columns: the gradient of the pooled sum counts,
+/// per input, the windows whose first maximum it is.
+#[test]
+fn ties_go_to_the_first_maximum_on_every_geometry() {
+    let mut seed = 7u64;
+    for &(h, w) in &[(5, 5), (6, 9), (28, 28), (29, 31), (14, 17)] {
+        for &(k, s, p) in &[
+            (2, 2, 0),
+            (3, 2, 0),
+            (3, 2, 1),
+            (2, 1, 0),
+            (3, 1, 1),
+            (3, 3, 1),
+            (5, 2, 2),
+        ] {
+            if h + 2 * p < k || w + 2 * p < k {
+                continue;
+            }
+            seed += 1;
+            let v: Vec<f32> = to_vec(&randn(&[2 * h * w], seed, DType::F64))
+                .iter()
+                .map(|r| match ((r + 1.0) * 1.5).floor().min(2.0) {
+                    // Every other case: −∞ inputs, whole windows of them included.
+                    0.0 if seed.is_multiple_of(2) => f32::NEG_INFINITY,
+                    v => v as f32,
+                })
+                .collect();
+            let x = Var::from_vec(v.clone(), (2, 1, h, w), &Device::Cpu).unwrap();
+            let g = ops::max_pool2d_ext(x.as_tensor(), k, s, p)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let got = g
+                .get(x.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let mut want = first_max_counts(&v[..h * w], (h, w), (k, s, p));
+            want.extend(first_max_counts(&v[h * w..], (h, w), (k, s, p)));
+            assert_eq!(got, want, "{h}x{w}, kernel {k}, stride {s}, padding {p}");
+        }
+    }
+}
+
 /// (n, c, h, w, k, stride, pad)
 const CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (2, 3, 8, 8, 2, 2, 0),

@@ -39,7 +39,7 @@ impl PoolGeom {
 /// first maximum. No backward: the indices are piecewise constant.
 struct ArgmaxOp(PoolGeom);
 
-fn argmax<T: Real>(
+fn argmax<T: Tap>(
     g: PoolGeom,
     x: &[T],
     (n, c, h, w): (usize, usize, usize, usize),
@@ -49,36 +49,159 @@ fn argmax<T: Real>(
         candle_core::bail!("max_pool2d: input too large for u32 indices");
     }
     let mut idx = vec![0u32; n * c * ho * wo];
-    idx.par_chunks_mut(ho * wo)
-        .enumerate()
-        .for_each(|(plane, out)| {
+    idx.par_chunks_mut(ho * wo).enumerate().for_each_init(
+        || PlaneScratch::new(ho * wo),
+        |scratch, (plane, out)| {
             let base = plane * h * w;
             let xp = &x[base..base + h * w];
-            for oh in 0..ho {
-                let h0 = (oh * g.stride) as isize - g.pad as isize;
-                let (ha, hb) = (h0.max(0) as usize, ((h0 + g.k as isize) as usize).min(h));
-                for ow in 0..wo {
-                    let w0 = (ow * g.stride) as isize - g.pad as isize;
-                    let (wa, wb) = (w0.max(0) as usize, ((w0 + g.k as isize) as usize).min(w));
-                    let mut best = ha * w + wa;
-                    let mut bv = xp[best];
-                    for ih in ha..hb {
-                        let row = &xp[ih * w + wa..ih * w + wb];
-                        for (j, &v) in row.iter().enumerate() {
-                            // `v != v` picks up NaN so it propagates, as in PyTorch. Selects
-                            // rather than branches: on real activations the branch is a coin
-                            // flip, and its mispredictions made this loop 6 % of a LeNet step.
-                            #[allow(clippy::eq_op)]
-                            let take = v > bv || v != v;
-                            bv = if take { v } else { bv };
-                            best = if take { ih * w + wa + j } else { best };
-                        }
-                    }
-                    out[oh * wo + ow] = (base + best) as u32;
+            argmax_plane(g, xp, (h, w), (ho, wo), base as u32, out, scratch);
+        },
+    );
+    Ok(idx)
+}
+
+/// One window tap over a whole plane of outputs: where `src[t]` beats the running maximum
+/// `bv[t]` (strictly, or is NaN), take it and record `tap`. Bit selects, not branches or
+/// conditional stores, so that the loop vectorises.
+pub(crate) trait Tap: Real {
+    fn take_max(bv: &mut [Self], bt: &mut [u32], src: &[Self], tap: u32);
+}
+
+macro_rules! impl_tap {
+    ($t:ty, $bits:ty) => {
+        impl Tap for $t {
+            #[inline]
+            fn take_max(bv: &mut [Self], bt: &mut [u32], src: &[Self], tap: u32) {
+                for ((b, i), &v) in bv.iter_mut().zip(bt.iter_mut()).zip(src) {
+                    #[allow(clippy::eq_op)]
+                    let take = v > *b || v != v;
+                    let m = <$bits>::from(take).wrapping_neg();
+                    *b = <$t>::from_bits((b.to_bits() & !m) | (v.to_bits() & m));
+                    let m = m as u32;
+                    *i = (*i & !m) | (tap & m);
                 }
             }
-        });
-    Ok(idx)
+        }
+    };
+}
+impl_tap!(f32, u32);
+impl_tap!(f64, u64);
+
+/// Per-thread buffers of [`argmax_plane`], each one plane of outputs long: one tap's values,
+/// the running maxima and the tap that holds each.
+struct PlaneScratch<T> {
+    tap_v: Vec<T>,
+    best_v: Vec<T>,
+    best_t: Vec<u32>,
+}
+
+impl<T: Tap> PlaneScratch<T> {
+    fn new(len: usize) -> Self {
+        Self {
+            tap_v: vec![T::zero(); len],
+            best_v: vec![T::zero(); len],
+            best_t: vec![0; len],
+        }
+    }
+}
+
+/// Row-major first maximum of the window `xp[ha..hb, wa..wb]` (a row of width `w`).
+/// `v != v` picks up NaN so that it propagates, as in PyTorch; selects rather than branches.
+fn window_argmax<T: Real>(xp: &[T], w: usize, rows: (usize, usize), cols: (usize, usize)) -> usize {
+    let mut best = rows.0 * w + cols.0;
+    let mut bv = xp[best];
+    for ih in rows.0..rows.1 {
+        for (j, &v) in xp[ih * w + cols.0..ih * w + cols.1].iter().enumerate() {
+            #[allow(clippy::eq_op)]
+            let take = v > bv || v != v;
+            bv = if take { v } else { bv };
+            best = if take { ih * w + cols.0 + j } else { best };
+        }
+    }
+    best
+}
+
+/// `dst[j] = src[j·S]` with the stride known at compile time, so the copy vectorises.
+#[inline]
+fn strided_copy<T: Copy, const S: usize>(dst: &mut [T], src: &[T]) {
+    let Some((last, body)) = dst.split_last_mut() else {
+        return;
+    };
+    for (d, c) in body.iter_mut().zip(src.chunks_exact(S)) {
+        *d = c[0];
+    }
+    *last = src[body.len() * S];
+}
+
+/// Argmax indices (offset by `base`) of one `(h, w)` plane, as `out` (one plane of outputs).
+///
+/// Tap by tap (window offsets `(dy, dx)` in row-major order): gather that tap's input for every
+/// output into one contiguous plane (−∞ where it falls in the padding), then one long
+/// vectorised pass keeps the strict maximum. Same visiting order and the same strict `>` as a
+/// window-by-window scan, so ties go to the first maximum. An output whose window holds only
+/// −∞ (never beaten) is redone by [`window_argmax`].
+fn argmax_plane<T: Tap>(
+    g: PoolGeom,
+    xp: &[T],
+    (h, w): (usize, usize),
+    (_, wo): (usize, usize),
+    base: u32,
+    out: &mut [u32],
+    s: &mut PlaneScratch<T>,
+) {
+    let PoolGeom { k, stride, pad } = g;
+    let neg_inf = T::from_f64(f64::NEG_INFINITY);
+    s.best_v.fill(neg_inf);
+    s.best_t.fill(u32::MAX);
+    // Input row/column of output o at tap offset d, if inside the image.
+    let at = |o: usize, d: usize, n: usize| (o * stride + d).checked_sub(pad).filter(|&i| i < n);
+    for dy in 0..k {
+        for dx in 0..k {
+            // Output columns whose tap column is inside the row: a contiguous range.
+            // (ow·stride + dx − pad ∈ [0, w)).
+            let cr = ((w + pad).saturating_sub(dx).div_ceil(stride)).min(wo);
+            let cl = pad.saturating_sub(dx).div_ceil(stride).min(cr);
+            for (oh, dst) in s.tap_v.chunks_mut(wo).enumerate() {
+                let Some(ih) = at(oh, dy, h) else {
+                    dst.fill(neg_inf);
+                    continue;
+                };
+                dst[..cl].fill(neg_inf);
+                dst[cr..].fill(neg_inf);
+                if cl < cr {
+                    let first = ih * w + cl * stride + dx - pad;
+                    let (d, src) = (&mut dst[cl..cr], &xp[first..]);
+                    match stride {
+                        1 => strided_copy::<T, 1>(d, src),
+                        2 => strided_copy::<T, 2>(d, src),
+                        _ => {
+                            for (j, v) in d.iter_mut().enumerate() {
+                                *v = src[j * stride];
+                            }
+                        }
+                    }
+                }
+            }
+            T::take_max(&mut s.best_v, &mut s.best_t, &s.tap_v, (dy * k + dx) as u32);
+        }
+    }
+    // Input offset of each tap from its window's corner.
+    let tap_offset: Vec<usize> = (0..k * k).map(|t| (t / k) * w + t % k).collect();
+    for (oh, (orow, trow)) in out.chunks_mut(wo).zip(s.best_t.chunks(wo)).enumerate() {
+        let span = |o: usize, n: usize| {
+            let a = (o * stride).saturating_sub(pad);
+            (a, (o * stride + k - pad).min(n))
+        };
+        // Wrapping: the corner lies in the padding (negative) where a window overhangs it.
+        let corner = (oh * stride * w).wrapping_sub(pad * w + pad);
+        for (ow, (o, &t)) in orow.iter_mut().zip(trow).enumerate() {
+            let i = match tap_offset.get(t as usize) {
+                Some(&off) => corner.wrapping_add(ow * stride).wrapping_add(off),
+                None => window_argmax(xp, w, span(oh, h), span(ow, w)),
+            };
+            *o = base + i as u32;
+        }
+    }
 }
 
 impl CustomOp1 for ArgmaxOp {
