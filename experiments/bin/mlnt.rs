@@ -4,7 +4,7 @@
 //! but not runnable offline.
 //!
 //! ```text
-//! cargo run --release --bin mlnt -- --preset cpu --data-dir ../shared/data/cifar10-jpeg
+//! cargo run --release --bin mlnt -- --preset cpu --jobs 2 --data-dir ../shared/data/cifar10-jpeg
 //! cargo run --release --bin mlnt -- --preset smoke --out /tmp/mlnt --data-dir ../shared/data/cifar10-jpeg
 //! cargo run --release --bin mlnt -- --preset paper --parts cifar --data-dir ../shared/data/cifar10-jpeg
 //! ```
@@ -77,9 +77,16 @@ struct Args {
     /// Run the second iteration (true/false).
     #[arg(long)]
     iterative: Option<bool>,
+    /// (setting, seed) chains to run side by side on their own threads (numbers unchanged;
+    /// per-step times then include the contention). 2 suits a 2-core CPU with two seeds.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
 }
 
 fn apply(cfg: &mut MlntConfig, a: &Args) -> Result<()> {
+    if let Some(v) = a.jobs {
+        cfg.jobs = v;
+    }
     if let Some(v) = &a.parts {
         cfg.parts = v.clone();
     }

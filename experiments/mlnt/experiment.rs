@@ -18,6 +18,7 @@ use crate::l2rw::experiment::{build_net, role_rng};
 use crate::l2rw::{AllZero, Method as L2rwMethod, ReweightTask, TaskData};
 use crate::mwn::experiment::{noisy_split, Datasets, Prepared};
 use crate::mwn::NoiseSetting as MwnNoiseSetting;
+use crate::parallel::run_indexed;
 use crate::results::{per_seed, Row, SeedStats, Summary};
 use crate::runner::Runner;
 use crate::Experiment;
@@ -254,6 +255,58 @@ fn train_one(
     Ok((r, chosen, student_copy))
 }
 
+/// One split and seed: every method in `methods` (CE first: its network is MLNT's feature
+/// space for the neighbours), each followed, if `iterative`, by its second round.
+fn train_chain(
+    exp: &Experiment<MlntConfig>,
+    p: &Prepared,
+    methods: &[Method],
+    seed: u64,
+) -> Result<Vec<RunResult>> {
+    let cfg = &exp.config;
+    let mut results = Vec::new();
+    let mut baseline: Option<Arc<dyn Classifier>> = None;
+    for &m in methods {
+        let (r, chosen, student) =
+            train_one(exp, p, &p.train, &p.flagged, m, seed, 1, baseline.as_ref())?;
+        if m == Method::Ce {
+            // The frozen CE-trained network itself (not its EMA), as `pretrain_net`.
+            baseline = Some(student);
+        }
+        results.push(r);
+        if m != Method::Ce && cfg.mlnt.iterative {
+            // Second iteration: keep the rows whose given label agrees with the round-1 mentor
+            // (the validation-selected model), train afresh on them.
+            let pred = predictions(chosen.as_ref(), &p.train, &p.norm)?;
+            let keep: Vec<usize> = (0..p.train.len())
+                .filter(|&i| pred[i] == p.train.labels[i])
+                .collect();
+            ensure!(
+                keep.len() >= cfg.cifar.opt.batch_size,
+                "round 2: the mentor agrees with only {} labels, less than a batch",
+                keep.len()
+            );
+            let train2 = p.train.subset(&keep);
+            let flagged2: Vec<bool> = keep.iter().map(|&i| p.flagged[i]).collect();
+            let clean = flagged2.iter().filter(|&&f| !f).count();
+            tracing::info!(
+                "seed {seed} round 2: kept {} of {} rows ({:.1}% clean, before {:.1}%)",
+                keep.len(),
+                p.train.len(),
+                100.0 * clean as f64 / keep.len() as f64,
+                100.0
+                    * (1.0
+                        - p.flagged.iter().filter(|&&f| f).count() as f64 / p.train.len() as f64)
+            );
+            let (mut r2, _, _) =
+                train_one(exp, p, &train2, &flagged2, m, seed, 2, baseline.as_ref())?;
+            r2.kept_clean_frac = Some(clean as f64 / keep.len() as f64);
+            results.push(r2);
+        }
+    }
+    Ok(results)
+}
+
 /// Runs the CIFAR part and writes `results.json`, `summary.json`/`summary.md`.
 pub fn run(exp: &Experiment<MlntConfig>, src: &DataSource, parts: &[Part]) -> Result<Summary> {
     check_parts_available(parts)?;
@@ -266,7 +319,11 @@ pub fn run(exp: &Experiment<MlntConfig>, src: &DataSource, parts: &[Part]) -> Re
     // CE first: its model is MLNT's feature space for the neighbours.
     let mut methods = c.methods.clone();
     methods.sort_by_key(|m| *m != Method::Ce);
-    let mut results = Vec::new();
+    // Every split is prepared first (sequentially: the dataset cache is shared); then each
+    // (setting, seed) chain — CE, then MLNT on CE's features, then the second round — goes out
+    // to `--jobs` threads. Every run owns its seeded generators: the numbers do not depend on
+    // the schedule.
+    let mut preps: Vec<(Prepared, u64)> = Vec::new();
     if parts.contains(&Part::Cifar) {
         for s in &c.settings {
             let ms = MwnNoiseSetting {
@@ -276,50 +333,18 @@ pub fn run(exp: &Experiment<MlntConfig>, src: &DataSource, parts: &[Part]) -> Re
                 meta_per_class: s.val_per_class,
             };
             for &seed in exp.common.seeds() {
-                let p = noisy_split(&mut data, c.train_limit, c.test_limit, &ms, seed)?;
-                let mut baseline: Option<Arc<dyn Classifier>> = None;
-                for &m in &methods {
-                    let (r, chosen, student) =
-                        train_one(exp, &p, &p.train, &p.flagged, m, seed, 1, baseline.as_ref())?;
-                    if m == Method::Ce {
-                        // The frozen CE-trained network itself (not its EMA), as `pretrain_net`.
-                        baseline = Some(student);
-                    }
-                    results.push(r);
-                    if m != Method::Ce && cfg.mlnt.iterative {
-                        // Second iteration: keep the rows whose given label agrees with the
-                        // round-1 mentor (the validation-selected model), train afresh on them.
-                        let pred = predictions(chosen.as_ref(), &p.train, &p.norm)?;
-                        let keep: Vec<usize> = (0..p.train.len())
-                            .filter(|&i| pred[i] == p.train.labels[i])
-                            .collect();
-                        ensure!(
-                            keep.len() >= c.opt.batch_size,
-                            "round 2: the mentor agrees with only {} labels, less than a batch",
-                            keep.len()
-                        );
-                        let train2 = p.train.subset(&keep);
-                        let flagged2: Vec<bool> = keep.iter().map(|&i| p.flagged[i]).collect();
-                        let clean = flagged2.iter().filter(|&&f| !f).count();
-                        tracing::info!(
-                            "round 2: kept {} of {} rows ({:.1}% clean, before {:.1}%)",
-                            keep.len(),
-                            p.train.len(),
-                            100.0 * clean as f64 / keep.len() as f64,
-                            100.0
-                                * (1.0
-                                    - p.flagged.iter().filter(|&&f| f).count() as f64
-                                        / p.train.len() as f64)
-                        );
-                        let (mut r2, _, _) =
-                            train_one(exp, &p, &train2, &flagged2, m, seed, 2, baseline.as_ref())?;
-                        r2.kept_clean_frac = Some(clean as f64 / keep.len() as f64);
-                        results.push(r2);
-                    }
-                }
+                preps.push((
+                    noisy_split(&mut data, c.train_limit, c.test_limit, &ms, seed)?,
+                    seed,
+                ));
             }
         }
     }
+    let chains = run_indexed(cfg.jobs.max(1), preps.len(), |i| {
+        let (p, seed) = &preps[i];
+        train_chain(exp, p, &methods, *seed)
+    })?;
+    let results: Vec<RunResult> = chains.into_iter().flatten().collect();
     exp.results.write_json("results.json", &results)?;
     summarise(exp, &results)
 }
@@ -454,6 +479,7 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
                         "%",
                         k,
                     )
+                    .higher_is_better()
                     .decimals(1),
                 );
             }
