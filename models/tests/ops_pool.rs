@@ -7,23 +7,25 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use ops_common::*;
 use zoo_models::ops::{self, reference};
 
+/// Gradient of `sum(pool(x))` with respect to `x`, flattened: per input, the number of windows
+/// whose (first) maximum it is.
+fn grad_of_sum(x: &Var, pool: impl Fn(&Tensor) -> Result<Tensor>) -> Vec<f32> {
+    let g = pool(x.as_tensor())
+        .and_then(|y| y.sum_all())
+        .and_then(|y| y.backward())
+        .unwrap();
+    g.get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .unwrap()
+}
+
 #[test]
 fn max_pool_gradient_goes_to_the_maximum_with_weight_one() {
     // candle's own max_pool2d returns [0, 0, 0, 0.25] here.
     let x = Var::from_vec(vec![1f32, 2., 3., 4.], (1, 1, 2, 2), &Device::Cpu).unwrap();
-    let g = ops::max_pool2d(x.as_tensor(), 2)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let gx = g
-        .get(x.as_tensor())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let gx = grad_of_sum(&x, |t| ops::max_pool2d(t, 2));
     assert_eq!(gx, vec![0., 0., 0., 1.]);
 }
 
@@ -38,33 +40,14 @@ fn overlapping_windows_accumulate_and_padding_never_wins() {
         y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
         vec![9., 9., 9., 9.]
     );
-    let g = y.sum_all().unwrap().backward().unwrap();
-    let gx = g
-        .get(x.as_tensor())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let gx = grad_of_sum(&x, |t| ops::max_pool2d_ext(t, 3, 2, 1));
     assert_eq!(gx, vec![0., 0., 0., 0., 4., 0., 0., 0., 0.]);
 }
 
 #[test]
 fn ties_go_to_the_first_maximum() {
     let x = Var::from_vec(vec![2f32, 2., 1., 2.], (1, 1, 2, 2), &Device::Cpu).unwrap();
-    let g = ops::max_pool2d(x.as_tensor(), 2)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let gx = g
-        .get(x.as_tensor())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let gx = grad_of_sum(&x, |t| ops::max_pool2d(t, 2));
     assert_eq!(gx, vec![1., 0., 0., 0.]);
 }
 
@@ -129,19 +112,7 @@ fn ties_go_to_the_first_maximum_on_every_geometry() {
                 })
                 .collect();
             let x = Var::from_vec(v.clone(), (2, 1, h, w), &Device::Cpu).unwrap();
-            let g = ops::max_pool2d_ext(x.as_tensor(), k, s, p)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let got = g
-                .get(x.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let got = grad_of_sum(&x, |t| ops::max_pool2d_ext(t, k, s, p));
             let mut want = first_max_counts(&v[..h * w], (h, w), (k, s, p));
             want.extend(first_max_counts(&v[h * w..], (h, w), (k, s, p)));
             assert_eq!(got, want, "{h}x{w}, kernel {k}, stride {s}, padding {p}");
