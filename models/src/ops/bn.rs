@@ -15,6 +15,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::WithDType as _;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 /// `(n, c, rest)` of an input of rank ≥ 2 laid out as (N, C, …).
@@ -118,19 +119,25 @@ fn stats<T: Real>(
     (mean, var, inv)
 }
 
-/// `out[i, ch, :] = f(ch, x-block, other-block, out-block)` in parallel over images.
+/// `out[i, ch, :] = f(offset, ch, out-block)` in parallel over images. `f` must write every
+/// element of its block: the output is uninitialised capacity (a zero fill first was a pass
+/// over memory of its own, per batch-norm op).
 fn map_blocks<T: Real, F>((_, c, r): (usize, usize, usize), len: usize, f: F) -> Vec<T>
 where
-    F: Fn(usize, usize, &mut [T]) + Sync,
+    F: Fn(usize, usize, &mut [MaybeUninit<T>]) + Sync,
 {
-    let mut out = vec![T::from_f64(0.0); len];
-    out.par_chunks_mut((c * r).max(1))
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut((c * r).max(1))
         .enumerate()
         .for_each(|(i, oi)| {
             for ch in 0..c {
                 f(i * c * r + ch * r, ch, &mut oi[ch * r..(ch + 1) * r]);
             }
         });
+    // SAFETY: `len = n·c·r`: the chunks are the n images, each split into its c channel
+    // blocks of r elements, and `f` writes every element of the block it is given.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -155,7 +162,7 @@ impl CustomOp1 for NormalizeOp {
             let out = map_blocks::<T, _>(dims, x.len(), |o, ch, out| {
                 let (mu, sc) = (T::from_f64(mean[ch]), T::from_f64(inv[ch]));
                 for (y, v) in out.iter_mut().zip(&x[o..o + r]) {
-                    *y = (*v - mu) * sc;
+                    y.write((*v - mu) * sc);
                 }
             });
             if let Ok(mut st) = self.stats.lock() {
@@ -208,7 +215,7 @@ impl CustomOp2 for NormalizeBwdOp {
                     T::from_f64(mean[ch]),
                 );
                 for ((y, gv), xv) in out.iter_mut().zip(&g[o..o + r]).zip(&x[o..o + r]) {
-                    *y = ts * (*gv - tgm - (*xv - tmu) * tk);
+                    y.write(ts * (*gv - tgm - (*xv - tmu) * tk));
                 }
             });
             Ok(storage(out, l1.shape().clone()))
@@ -345,7 +352,7 @@ impl CustomOp3 for AffineOp {
             let out = map_blocks::<T, _>(dims, x.len(), |o, ch, out| {
                 let (a, b) = (ga[ch], be[ch]);
                 for (y, v) in out.iter_mut().zip(&x[o..o + r]) {
-                    *y = *v * a + b;
+                    y.write(*v * a + b);
                 }
             });
             Ok(storage(out, l1.shape().clone()))
