@@ -144,6 +144,11 @@ pub struct MlntSettings {
     /// The paper's iterative training: a second round on the training rows whose given label
     /// agrees with the first round's mentor (the validation-selected MLNT model).
     pub iterative: bool,
+    /// Ablation (with `iterative`): a second round for CE as well, on the rows whose given label
+    /// agrees with CE's own validation-selected model, trained with CE. Separates what the
+    /// filter gives from what MLNT's meta-learned mentor adds.
+    #[serde(default)]
+    pub ce_second_round: bool,
 }
 
 /// One noisy CIFAR setting.
@@ -272,6 +277,10 @@ impl ExperimentConfig for MlntConfig {
             check_net(&s.net)?;
         }
         let m = &self.mlnt;
+        ensure!(
+            m.iterative || !m.ce_second_round,
+            "mlnt.ce_second_round is an ablation of the second iteration: set mlnt.iterative too"
+        );
         ensure!(m.num_fast >= 1, "mlnt.num_fast (M) must be at least 1");
         ensure!(
             m.perturb_ratio.is_finite() && (0.0..=1.0).contains(&m.perturb_ratio),
@@ -388,6 +397,7 @@ impl MlntConfig {
                 features: Features::Baseline,
                 meta_every: 1,
                 iterative: true,
+                ce_second_round: false,
             },
             jobs: 1,
         }
@@ -441,7 +451,8 @@ impl MlntConfig {
         c
     }
 
-    /// Seconds: CE, MLNT (exact and first order) and the second iteration on a tiny subset.
+    /// Seconds: CE, MLNT (exact and first order) and the second iteration (CE's too) on a tiny
+    /// subset.
     pub fn smoke() -> Self {
         let mut c = Self::cpu();
         c.preset = Preset::Smoke;
@@ -461,6 +472,7 @@ impl MlntConfig {
         c.mlnt.mid_iter = 2;
         c.mlnt.meta_every = 1;
         c.mlnt.iterative = true;
+        c.mlnt.ce_second_round = true;
         c
     }
 
