@@ -187,6 +187,16 @@ fn adds_seeds(saved: &serde_json::Value, new: &serde_json::Value) -> bool {
     ss.iter().all(|x| ns.contains(x)) && s == n
 }
 
+/// A saved `config.json` read through today's config type and written back: fields added
+/// since it was saved (with their serde defaults) read as those defaults, so `--resume` of an
+/// older run compares like with like. Left as it is if it no longer parses.
+fn with_current_defaults<C: ExperimentConfig>(raw: serde_json::Value) -> serde_json::Value {
+    serde_json::from_value::<C>(raw.clone())
+        .ok()
+        .and_then(|c| serde_json::to_value(&c).ok())
+        .unwrap_or(raw)
+}
+
 impl<C: ExperimentConfig> Experiment<C> {
     /// Validate everything, then create the results directory and write `config.json`.
     ///
@@ -207,8 +217,9 @@ impl<C: ExperimentConfig> Experiment<C> {
         let value = serde_json::to_value(&config)?;
         let existing = results.path("config.json");
         if common.resume && existing.exists() {
-            let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&existing)?)
+            let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(&existing)?)
                 .with_context(|| format!("reading {}", existing.display()))?;
+            let saved = with_current_defaults::<C>(raw);
             if saved != value {
                 ensure!(
                     adds_seeds(&saved, &value),
@@ -256,6 +267,31 @@ mod tests {
         assert_eq!(peek_flag(&a, "--threads").as_deref(), Some("3"));
         assert_eq!(peek_flag(&a, "--hf-home").as_deref(), Some("/x"));
         assert_eq!(peek_flag(&a, "--cpu"), None);
+    }
+
+    /// A run saved before a field with a serde default existed resumes (the field reads as
+    /// its default); one whose saved value would differ from today's does not.
+    #[test]
+    fn resume_reads_fields_added_since_as_their_defaults() {
+        use crate::mlnt::MlntConfig;
+        let now = MlntConfig::cpu();
+        let mut old = serde_json::to_value(&now).unwrap();
+        old["mlnt"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ce_second_round");
+        old.as_object_mut().unwrap().remove("jobs");
+        assert_ne!(old, serde_json::to_value(&now).unwrap());
+        assert_eq!(
+            with_current_defaults::<MlntConfig>(old.clone()),
+            serde_json::to_value(&now).unwrap()
+        );
+        let mut ablation = now.clone();
+        ablation.mlnt.ce_second_round = true;
+        assert_ne!(
+            with_current_defaults::<MlntConfig>(old),
+            serde_json::to_value(&ablation).unwrap()
+        );
     }
 
     #[test]

@@ -485,21 +485,22 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
             }
         }
         // Paired comparisons with CE (iteration 1).
-        let ce = |f: fn(&RunResult) -> f64| {
+        // One value per seed of `method`'s run in `round` (NaN where it did not run).
+        let of = |method: Method, round: usize, f: fn(&RunResult) -> f64| {
             per_seed(
                 &seeds,
                 rs,
-                |r| here(r) && r.method == Method::Ce && r.round == 1,
+                |r| here(r) && r.method == method && r.round == round,
                 f,
             )
         };
+        let ce = |f: fn(&RunResult) -> f64| of(Method::Ce, 1, f);
         for &(m, round) in keys.iter().filter(|k| **k != (Method::Ce, 1)) {
             let name = if round > 1 {
                 format!("{m} (iteration {round})")
             } else {
                 m.to_string()
             };
-            let sel = |r: &RunResult| here(r) && r.method == m && r.round == round;
             for (what, f) in [
                 (
                     "selected − CE selected",
@@ -508,7 +509,7 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
                 ("student − CE student", |r: &RunResult| r.test_acc_student),
                 ("teacher − CE's EMA", |r: &RunResult| r.test_acc_ema),
             ] {
-                let a = per_seed(&seeds, rs, sel, f);
+                let a = of(m, round, f);
                 let b = ce(f);
                 if a.iter().chain(&b).any(|x| x.is_nan()) {
                     continue;
@@ -545,15 +546,8 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
         }
         // The ablation: MLNT's second iteration against CE's (each with its own mentor).
         if keys.contains(&(Method::Ce, 2)) && keys.contains(&(Method::Mlnt, 2)) {
-            let second = |m: Method| {
-                per_seed(
-                    &seeds,
-                    rs,
-                    |r| here(r) && r.method == m && r.round == 2,
-                    |r| r.test_acc_selected,
-                )
-            };
-            let (a, b) = (second(Method::Mlnt), second(Method::Ce));
+            let selected = |r: &RunResult| r.test_acc_selected;
+            let (a, b) = (of(Method::Mlnt, 2, selected), of(Method::Ce, 2, selected));
             if !a.iter().chain(&b).any(|x| x.is_nan()) {
                 let d: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
                 let sd = SeedStats::new(d.clone());
@@ -581,22 +575,8 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
             }
         }
         // Exact vs first-order meta-gradient.
-        let acc = |m: Method| {
-            per_seed(
-                &seeds,
-                rs,
-                |r| here(r) && r.method == m && r.round == 1,
-                |r| r.test_acc_selected,
-            )
-        };
-        let time = |m: Method| {
-            per_seed(
-                &seeds,
-                rs,
-                |r| here(r) && r.method == m && r.round == 1,
-                |r| r.step_ms,
-            )
-        };
+        let acc = |m: Method| of(m, 1, |r| r.test_acc_selected);
+        let time = |m: Method| of(m, 1, |r| r.step_ms);
         let (ea, fa, et, ft) = (
             acc(Method::Mlnt),
             acc(Method::MlntFo),

@@ -301,7 +301,13 @@ fn smoke_preset_end_to_end() {
     assert_eq!(s["preset"], "smoke");
     let rows = s["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    for m in ["ce", "mlnt", "mlnt_fo", "mlnt (iteration 2)"] {
+    for m in [
+        "ce",
+        "mlnt",
+        "mlnt_fo",
+        "mlnt (iteration 2)",
+        "ce (iteration 2)",
+    ] {
         assert!(
             names
                 .iter()
@@ -317,8 +323,15 @@ fn smoke_preset_end_to_end() {
         }
     }
     let results = read_json(&out.join("results.json"));
-    // ce, mlnt, mlnt_fo, and the second iteration of both MLNT variants.
-    assert_eq!(results.as_array().unwrap().len(), 5);
+    // ce, mlnt, mlnt_fo, and the second iteration of each (CE's: the ablation).
+    assert_eq!(results.as_array().unwrap().len(), 6);
+    // The ablation's paired row against MLNT's second iteration.
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("mlnt (iteration 2) − ce (iteration 2)")),
+        "no MLNT − CE second-round row: {names:?}"
+    );
     // The MLNT runs took meta steps.
     let log = std::fs::read_to_string(out.join("seed_0/cifar10_uniform_any_0.4/mlnt/log.csv"))
         .expect("mlnt log");
@@ -339,6 +352,7 @@ fn clothing1m_and_bad_flags_fail_before_any_work() {
         vec!["--preset", "smoke", "--num-neighbor", "100"],
         vec!["--preset", "smoke", "--methods", "mlnt"],
         vec!["--preset", "smoke", "--noise", "pair:1.5"],
+        vec!["--preset", "smoke", "--iterative", "false"],
     ];
     let errs = assert_rejected_before_work(env!("CARGO_BIN_EXE_mlnt"), "mlnt", &cases);
     for (bad, err) in cases.iter().zip(&errs) {
