@@ -122,7 +122,7 @@ fn stats<T: Real>(
 /// `out[i, ch, :] = f(offset, ch, out-block)` in parallel over images. `f` must write every
 /// element of its block: the output is uninitialised capacity (a zero fill first was a pass
 /// over memory of its own, per batch-norm op).
-fn map_blocks<T: Real, F>((_, c, r): (usize, usize, usize), len: usize, f: F) -> Vec<T>
+pub(crate) fn map_blocks<T: Real, F>((_, c, r): (usize, usize, usize), len: usize, f: F) -> Vec<T>
 where
     F: Fn(usize, usize, &mut [MaybeUninit<T>]) + Sync,
 {

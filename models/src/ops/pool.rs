@@ -49,12 +49,14 @@ fn argmax<T: Tap>(
         candle_core::bail!("max_pool2d: input too large for u32 indices");
     }
     let mut idx = vec![0u32; n * c * ho * wo];
+    // Input offset of each window tap from its window's corner (the same for every plane).
+    let tap_offset: Vec<usize> = (0..g.k * g.k).map(|t| (t / g.k) * w + t % g.k).collect();
     idx.par_chunks_mut(ho * wo).enumerate().for_each_init(
         || PlaneScratch::new(ho * wo),
         |scratch, (plane, out)| {
             let base = plane * h * w;
             let xp = &x[base..base + h * w];
-            argmax_plane(g, xp, (h, w), (ho, wo), base as u32, out, scratch);
+            argmax_plane(g, xp, (h, w), wo, &tap_offset, base as u32, out, scratch);
         },
     );
     Ok(idx)
@@ -139,12 +141,15 @@ fn strided_copy<T: Copy, const S: usize>(dst: &mut [T], src: &[T]) {
 /// output into one contiguous plane (−∞ where it falls in the padding), then one long
 /// vectorised pass keeps the strict maximum. Same visiting order and the same strict `>` as a
 /// window-by-window scan, so ties go to the first maximum. An output whose window holds only
-/// −∞ (never beaten) is redone by [`window_argmax`].
+/// −∞ (never beaten) is redone by [`window_argmax`]. `tap_offset[t]`: tap `t`'s input offset
+/// from its window's corner.
+#[allow(clippy::too_many_arguments)]
 fn argmax_plane<T: Tap>(
     g: PoolGeom,
     xp: &[T],
     (h, w): (usize, usize),
-    (_, wo): (usize, usize),
+    wo: usize,
+    tap_offset: &[usize],
     base: u32,
     out: &mut [u32],
     s: &mut PlaneScratch<T>,
@@ -185,13 +190,12 @@ fn argmax_plane<T: Tap>(
             T::take_max(&mut s.best_v, &mut s.best_t, &s.tap_v, (dy * k + dx) as u32);
         }
     }
-    // Input offset of each tap from its window's corner.
-    let tap_offset: Vec<usize> = (0..k * k).map(|t| (t / k) * w + t % k).collect();
+    // Window span along one axis (clipped to the image), for the fallback.
+    let span = |o: usize, n: usize| {
+        let a = (o * stride).saturating_sub(pad);
+        (a, (o * stride + k - pad).min(n))
+    };
     for (oh, (orow, trow)) in out.chunks_mut(wo).zip(s.best_t.chunks(wo)).enumerate() {
-        let span = |o: usize, n: usize| {
-            let a = (o * stride).saturating_sub(pad);
-            (a, (o * stride + k - pad).min(n))
-        };
         // Wrapping: the corner lies in the padding (negative) where a window overhangs it.
         let corner = (oh * stride * w).wrapping_sub(pad * w + pad);
         for (ow, (o, &t)) in orow.iter_mut().zip(trow).enumerate() {
