@@ -394,6 +394,15 @@ fn mwn_results(exp: &Experiment<MlntConfig>) -> Vec<serde_json::Value> {
     out
 }
 
+/// A run's name in the tables: the method, and its iteration after the first.
+fn run_name(m: Method, round: usize) -> String {
+    if round > 1 {
+        format!("{m} (iteration {round})")
+    } else {
+        m.to_string()
+    }
+}
+
 fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> {
     let cfg = &exp.config;
     let seeds = exp.common.seeds().to_vec();
@@ -416,13 +425,17 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
                 keys.push((r.method, r.round));
             }
         }
+        // One value per seed of `method`'s run in `round` (NaN where it did not run).
+        let of = |method: Method, round: usize, f: fn(&RunResult) -> f64| {
+            per_seed(
+                &seeds,
+                rs,
+                |r| here(r) && r.method == method && r.round == round,
+                f,
+            )
+        };
         for &(m, round) in &keys {
-            let name = if round > 1 {
-                format!("{m} (iteration {round})")
-            } else {
-                m.to_string()
-            };
-            let sel = |r: &RunResult| here(r) && r.method == m && r.round == round;
+            let name = run_name(m, round);
             let teacher_name = if m == Method::Ce {
                 "EMA of the weights (ablation)"
             } else {
@@ -436,7 +449,7 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
                 ("student".to_string(), |r: &RunResult| r.test_acc_student),
                 (teacher_name.to_string(), |r: &RunResult| r.test_acc_ema),
             ] {
-                let v = per_seed(&seeds, rs, sel, f);
+                let v = of(m, round, f);
                 if v.iter().all(|x| x.is_nan()) {
                     continue;
                 }
@@ -458,13 +471,11 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
                     .decimals(2),
                 );
             }
-            let t = per_seed(&seeds, rs, sel, |r| r.step_ms);
+            let t = of(m, round, |r| r.step_ms);
             s.row(Row::new(format!("{ds} {set}: time per step, {name}"), "ms", t).decimals(0));
             if round > 1 {
-                let k = per_seed(&seeds, rs, sel, |r| {
-                    100.0 * r.kept_clean_frac.unwrap_or(f64::NAN)
-                });
-                let n = per_seed(&seeds, rs, sel, |r| r.n_train as f64);
+                let k = of(m, round, |r| 100.0 * r.kept_clean_frac.unwrap_or(f64::NAN));
+                let n = of(m, round, |r| r.n_train as f64);
                 s.row(
                     Row::new(
                         format!("{ds} {set}: {name}, rows kept by the mentor"),
@@ -485,22 +496,9 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
             }
         }
         // Paired comparisons with CE (iteration 1).
-        // One value per seed of `method`'s run in `round` (NaN where it did not run).
-        let of = |method: Method, round: usize, f: fn(&RunResult) -> f64| {
-            per_seed(
-                &seeds,
-                rs,
-                |r| here(r) && r.method == method && r.round == round,
-                f,
-            )
-        };
         let ce = |f: fn(&RunResult) -> f64| of(Method::Ce, 1, f);
         for &(m, round) in keys.iter().filter(|k| **k != (Method::Ce, 1)) {
-            let name = if round > 1 {
-                format!("{m} (iteration {round})")
-            } else {
-                m.to_string()
-            };
+            let name = run_name(m, round);
             for (what, f) in [
                 (
                     "selected − CE selected",
