@@ -1,14 +1,20 @@
 //! Batch-norm as a few fused per-channel custom ops (candle's reductions over (N, H, W) are
 //! ~25× slower than one pass over memory, and composed batch-norm needs a dozen of them):
 //!
-//! * [`NormalizeOp`] `x → x̂ = (x − μ)/√(σ² + ε)` per channel (biased variance).
-//! * [`NormalizeBwdOp`] `(x, g) → J(x)·g`, the normalisation's Jacobian-vector product
-//!   `s·(g − mean(g) − x̂·mean(g·x̂))`. `J` is symmetric, so its gradient in `g` is itself; its
-//!   gradient in `x` (only needed at second order) is composed from these same ops.
-//! * [`AffineOp`] `(x̂, γ, β) → γ·x̂ + β`, with [`ChannelSumOp`] and [`ChannelDotOp`] for the
-//!   parameter gradients; their own backwards are broadcasts.
+//! * [`BatchNormOp`] `(x, γ, β) → γ·x̂ + β`, `x̂ = (x − μ)/√(σ² + ε)` per channel (biased
+//!   variance): one statistics pass, one output pass, one graph node.
+//! * [`BnInputGradOp`] `(x, g, γ) → γ·J(x)·g`, the input gradient, with `J(x)·g = s·(g − mean(g)
+//!   − x̂·mean(g·x̂))` the normalisation's Jacobian-vector product. `J` is symmetric, so its
+//!   gradient in `g` is the op itself; its gradient in `x` (second order only) is composed from
+//!   these ops.
+//! * [`BnParamGradOp`] `(x, g) → [Σ g·x̂, Σ g]`, `(dγ, dβ)` in one pass; its gradient in `g` is a
+//!   [`BatchNormOp`], in `x` a [`BnInputGradOp`].
+//! * [`AffineOp`] `(x̂, γ, β) → γ·x̂ + β` (evaluation mode, and per-channel scaling), with
+//!   [`ChannelSumOp`] and [`ChannelDotOp`]; their own backwards are broadcasts.
 //!
-//! Every backward is built from differentiable ops, so gradients of any order are exact.
+//! The backward ops reuse the forward's statistics (and the input gradient reuses the parameter
+//! gradient's sums), so a training step sweeps each activation twice forward and three times
+//! backward. Every backward is built from differentiable ops, so gradients of any order are exact.
 
 use super::kernels::{contiguous, same_shape, storage, with_float, Real};
 use candle_core::backend::BackendStorage;
@@ -16,7 +22,7 @@ use candle_core::WithDType as _;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 /// `(n, c, rest)` of an input of rank ≥ 2 laid out as (N, C, …).
 pub(crate) fn ncr(shape: &Shape) -> Result<(usize, usize, usize)> {
@@ -85,6 +91,22 @@ where
         .collect()
 }
 
+/// Two per-channel reductions in one pass over memory: `f` returns both sums of a block.
+fn per_channel2<F>((n, c, r): (usize, usize, usize), f: F) -> Vec<(f64, f64)>
+where
+    F: Fn(usize, usize) -> (f64, f64) + Sync,
+{
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            (0..n).fold((0.0, 0.0), |(a, b), i| {
+                let (u, v) = f(i * c * r + ch * r, ch);
+                (a + u, b + v)
+            })
+        })
+        .collect()
+}
+
 /// Column sums of a row-major `(n, c)` matrix, in f64 (the per-channel sum when there is no
 /// spatial extent, e.g. a linear layer's bias gradient).
 fn column_sums<T: Real>(x: &[T], c: usize) -> Vec<f64> {
@@ -97,26 +119,46 @@ fn column_sums<T: Real>(x: &[T], c: usize) -> Vec<f64> {
     acc
 }
 
-/// Per-channel mean and 1/√(σ² + ε) (two-pass variance).
-fn stats<T: Real>(
-    dims: (usize, usize, usize),
-    x: &[T],
-    eps: f64,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (n, _, r) = dims;
-    let m = (n * r) as f64;
-    let mean: Vec<f64> = per_channel::<T, _>(dims, |o, _| block_sum(&x[o..o + r]))
-        .into_iter()
-        .map(|s| s / m)
-        .collect();
-    let var: Vec<f64> = per_channel::<T, _>(dims, |o, ch| {
-        block_centered_sq(&x[o..o + r], T::from_f64(mean[ch]))
-    })
-    .into_iter()
-    .map(|s| s / m)
-    .collect();
-    let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    (mean, var, inv)
+/// Per-channel batch statistics: mean, biased variance and `1/√(σ² + ε)`.
+///
+/// One pass over memory: each (image, channel) block is reduced two-pass while it sits in cache
+/// (its mean, then its centred sum of squares), and the blocks are merged with Chan et al.'s
+/// pairwise update, so the variance has the accuracy of the two-pass formula without a second
+/// sweep of the activations.
+#[derive(Debug, Clone)]
+pub(crate) struct BnStats {
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    inv: Vec<f64>,
+}
+
+impl BnStats {
+    fn of<T: Real>((n, c, r): (usize, usize, usize), x: &[T], eps: f64) -> Self {
+        let moments: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mut mean, mut m2, mut count) = (0.0f64, 0.0f64, 0.0f64);
+                for i in 0..n {
+                    let block = &x[i * c * r + ch * r..][..r];
+                    if block.is_empty() {
+                        continue;
+                    }
+                    let rb = r as f64;
+                    let mb = block_sum(block) / rb;
+                    let m2b = block_centered_sq(block, T::from_f64(mb));
+                    let total = count + rb;
+                    let delta = mb - mean;
+                    mean += delta * rb / total;
+                    m2 += m2b + delta * delta * count * rb / total;
+                    count = total;
+                }
+                (mean, if count > 0.0 { m2 / count } else { 0.0 })
+            })
+            .collect();
+        let (mean, var): (Vec<f64>, Vec<f64>) = moments.into_iter().unzip();
+        let inv = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        BnStats { mean, var, inv }
+    }
 }
 
 /// `out[i, ch, :] = f(offset, ch, out-block)` in parallel over images. `f` must write every
@@ -141,49 +183,57 @@ where
     out
 }
 
-type Stats = Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>;
+/// The forward's statistics, kept for its backward (same `x`, so the same numbers: the
+/// backward does not sweep the activations again to recompute them).
+type SharedStats = Arc<OnceLock<Arc<BnStats>>>;
 
-/// `x̂ = (x − μ)/√(σ² + ε)` per channel; the batch mean/variance are left in `stats`.
-pub(crate) struct NormalizeOp {
+/// `(Σ g, Σ g·x)` per channel for an upstream gradient `g`.
+type GradSums = Arc<Vec<(f64, f64)>>;
+
+/// `x`'s statistics: the known ones, or computed from `x`.
+fn stats_of<T: Real>(
+    known: Option<&Arc<BnStats>>,
+    dims: (usize, usize, usize),
+    x: &[T],
     eps: f64,
-    stats: Stats,
-}
-
-impl CustomOp1 for NormalizeOp {
-    fn name(&self) -> &'static str {
-        "zoo-bn-normalize"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = ncr(l.shape())?;
-        with_float!(s.dtype(), self.name(), |T| {
-            let x = contiguous::<T>(s, l, self.name())?;
-            let (mean, var, inv) = stats(dims, x, self.eps);
-            let r = dims.2;
-            let out = map_blocks::<T, _>(dims, x.len(), |o, ch, out| {
-                let (mu, sc) = (T::from_f64(mean[ch]), T::from_f64(inv[ch]));
-                for (y, v) in out.iter_mut().zip(&x[o..o + r]) {
-                    y.write((*v - mu) * sc);
-                }
-            });
-            if let Ok(mut st) = self.stats.lock() {
-                *st = Some((mean, var));
-            }
-            Ok(storage(out, l.shape().clone()))
-        })
-    }
-    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(normalize_bwd(&super::saved(x), g, self.eps)?))
+) -> Arc<BnStats> {
+    match known {
+        Some(st) => st.clone(),
+        None => Arc::new(BnStats::of(dims, x, eps)),
     }
 }
 
-/// `J(x)·g = s·(g − mean(g) − x̂·mean(g·x̂))` per channel.
-pub(crate) struct NormalizeBwdOp {
+/// `(Σ g, Σ g·x)` per channel, in one pass over `g` and `x`.
+fn grad_sums<T: Real>(dims: (usize, usize, usize), g: &[T], x: &[T]) -> Vec<(f64, f64)> {
+    let r = dims.2;
+    per_channel2(dims, |o, _| {
+        let (gb, xb) = (&g[o..o + r], &x[o..o + r]);
+        (block_sum(gb), block_dot(gb, xb))
+    })
+}
+
+/// Training-mode batch norm `y = γ·x̂ + β` with `x̂ = (x − μ)/√(σ² + ε)` per channel: one
+/// statistics pass and one output pass, and one graph node (no `x̂` tensor, whose gradient
+/// candle would accumulate in a pass of its own). Its backward is [`BnInputGradOp`] and
+/// [`BnParamGradOp`].
+pub(crate) struct BatchNormOp {
     eps: f64,
+    stats: SharedStats,
 }
 
-impl CustomOp2 for NormalizeBwdOp {
+impl BatchNormOp {
+    fn new(eps: f64, known: Option<Arc<BnStats>>) -> Self {
+        let stats = Arc::new(OnceLock::new());
+        if let Some(st) = known {
+            let _ = stats.set(st);
+        }
+        BatchNormOp { eps, stats }
+    }
+}
+
+impl CustomOp3 for BatchNormOp {
     fn name(&self) -> &'static str {
-        "zoo-bn-normalize-bwd"
+        "zoo-batch-norm"
     }
     fn cpu_fwd(
         &self,
@@ -191,28 +241,117 @@ impl CustomOp2 for NormalizeBwdOp {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = ncr(l1.shape())?;
+        if l2.shape().dims() != [dims.1] || l3.shape().dims() != [dims.1] {
+            candle_core::bail!("batch_norm: gamma/beta must have shape ({},)", dims.1);
+        }
+        with_float!(s1.dtype(), self.name(), |T| {
+            let x = contiguous::<T>(s1, l1, self.name())?;
+            let ga = contiguous::<T>(s2, l2, self.name())?;
+            let be = contiguous::<T>(s3, l3, self.name())?;
+            let st = stats_of(self.stats.get(), dims, x, self.eps);
+            let r = dims.2;
+            let out = map_blocks::<T, _>(dims, x.len(), |o, ch, out| {
+                let mu = T::from_f64(st.mean[ch]);
+                let a = T::from_f64(st.inv[ch] * ga[ch].to_f64());
+                let b = be[ch];
+                for (y, v) in out.iter_mut().zip(&x[o..o + r]) {
+                    y.write((*v - mu) * a + b);
+                }
+            });
+            let _ = self.stats.set(st);
+            Ok(storage(out, l1.shape().clone()))
+        })
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let st = self.stats.get().cloned();
+        let xs = super::saved(x);
+        let mut sums = None;
+        let (dg, db) = if gamma.track_op() || beta.track_op() {
+            let (both, s) = bn_param_grad(&xs, dy, self.eps, st.clone())?;
+            sums = s;
+            (
+                gamma.track_op().then(|| both.get(0)).transpose()?,
+                beta.track_op().then(|| both.get(1)).transpose()?,
+            )
+        } else {
+            (None, None)
+        };
+        let dx = if x.track_op() {
+            let op = BnInputGradOp {
+                eps: self.eps,
+                stats: st,
+                sums,
+            };
+            Some(bn_input_grad(&xs, dy, &super::saved(gamma), op)?)
+        } else {
+            None
+        };
+        Ok((dx, dg, db))
+    }
+}
+
+/// Batch norm's input gradient `(x, g, γ) → γ·J(x)·g` with `J(x)·g = s·(g − mean(g) −
+/// x̂·mean(g·x̂))` per channel (`J`, the Jacobian of `x ↦ x̂`, is symmetric).
+pub(crate) struct BnInputGradOp {
+    eps: f64,
+    /// `x`'s statistics when known (from the forward).
+    stats: Option<Arc<BnStats>>,
+    /// `(Σ g, Σ g·x)` per channel when known (from [`BnParamGradOp`] on the same `g`).
+    sums: Option<GradSums>,
+}
+
+impl CustomOp3 for BnInputGradOp {
+    fn name(&self) -> &'static str {
+        "zoo-bn-input-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         same_shape(self.name(), l1, l2)?;
         let dims = ncr(l1.shape())?;
+        if l3.shape().dims() != [dims.1] {
+            candle_core::bail!("batch_norm: gamma must have shape ({},)", dims.1);
+        }
         let (n, _, r) = dims;
         let m = (n * r) as f64;
         with_float!(s1.dtype(), self.name(), |T| {
             let x = contiguous::<T>(s1, l1, self.name())?;
             let g = contiguous::<T>(s2, l2, self.name())?;
-            let (mean, _, inv) = stats(dims, x, self.eps);
-            let gsum = per_channel::<T, _>(dims, |o, _| block_sum(&g[o..o + r]));
-            // Σ g·x̂ = s·(Σ g·x − μ·Σ g)
-            let gx = per_channel::<T, _>(dims, |o, _| block_dot(&g[o..o + r], &x[o..o + r]));
+            let ga = contiguous::<T>(s3, l3, self.name())?;
+            let st = stats_of(self.stats.as_ref(), dims, x, self.eps);
+            let sums = match &self.sums {
+                Some(s) => s.clone(),
+                None => Arc::new(grad_sums(dims, g, x)),
+            };
             let out = map_blocks::<T, _>(dims, x.len(), |o, ch, out| {
-                let s = inv[ch];
-                let gxh = s * (gx[ch] - mean[ch] * gsum[ch]);
-                let (gm, k) = (gsum[ch] / m, gxh / m);
-                // out = s·(g − gm − x̂·k) with x̂ = (x − μ)·s
+                let s = st.inv[ch];
+                let (gsum, gx) = sums[ch];
+                // Σ g·x̂ = s·(Σ g·x − μ·Σ g); out = γ·s·(g − gm − x̂·k), x̂ = (x − μ)·s.
+                let gxh = s * (gx - st.mean[ch] * gsum);
+                let (gm, k) = (gsum / m, gxh / m);
+                let gs = ga[ch].to_f64() * s;
                 let (ts, tgm, tk, tmu) = (
-                    T::from_f64(s),
+                    T::from_f64(gs),
                     T::from_f64(gm),
                     T::from_f64(k * s),
-                    T::from_f64(mean[ch]),
+                    T::from_f64(st.mean[ch]),
                 );
                 for ((y, gv), xv) in out.iter_mut().zip(&g[o..o + r]).zip(&x[o..o + r]) {
                     y.write(ts * (*gv - tgm - (*xv - tmu) * tk));
@@ -225,24 +364,48 @@ impl CustomOp2 for NormalizeBwdOp {
         &self,
         x: &Tensor,
         g: &Tensor,
+        gamma: &Tensor,
         jg: &Tensor,
         gg: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // f = <G, J(x) g>:  ∂f/∂g = J G;
-        // ∂f/∂x = −(s²·a/m)·x̂ − (s/m)·[(g·x̂)·J G + (G·x̂)·J g],
-        // a = <G, g> − ΣG·Σg/m − (G·x̂)(g·x̂)/m, all sums per channel.
-        let jgg = normalize_bwd(x, gg, self.eps)?;
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // f = <G, γ·J(x)·g> = <γ·J G, g>.
+        let op = || BnInputGradOp {
+            eps: self.eps,
+            stats: self.stats.clone(),
+            sums: None,
+        };
+        let (d_g, d_gamma, jgg) = if gamma.track_op() {
+            let ones = Tensor::ones(gamma.elem_count(), gamma.dtype(), gamma.device())?;
+            let jgg = bn_input_grad(x, gg, &ones, op())?;
+            let d_g = g.track_op().then(|| scale(&jgg, gamma)).transpose()?;
+            (d_g, Some(channel_dot(g, &jgg)?), Some(jgg))
+        } else if g.track_op() {
+            (Some(bn_input_grad(x, gg, gamma, op())?), None, None)
+        } else {
+            (None, None, None)
+        };
         let d_x = if x.track_op() {
+            let jgg = match jgg {
+                Some(j) => j,
+                None => {
+                    let ones = Tensor::ones(gamma.elem_count(), gamma.dtype(), gamma.device())?;
+                    bn_input_grad(x, gg, &ones, op())?
+                }
+            };
+            // With h = γ·g, f = <G, J(x) h> and J h = jg:
+            // ∂f/∂x = −(s²·a/m)·x̂ − (s/m)·[(h·x̂)·J G + (G·x̂)·J h],
+            // a = <G, h> − ΣG·Σh/m − (G·x̂)(h·x̂)/m, all sums per channel.
+            let h = scale(g, gamma)?;
             let (n, _, r) = ncr(x.shape())?;
             let m = (n * r) as f64;
             let xh = normalize(x, self.eps)?.0;
             let inv = inv_std(x, self.eps)?;
-            let gxh = channel_dot(g, &xh)?;
+            let hxh = channel_dot(&h, &xh)?;
             let ggxh = channel_dot(gg, &xh)?;
-            let a = ((channel_dot(gg, g)? - ((channel_sum(gg)? * channel_sum(g)?)? / m)?)?
-                - ((&ggxh * &gxh)? / m)?)?;
+            let a = ((channel_dot(gg, &h)? - ((channel_sum(gg)? * channel_sum(&h)?)? / m)?)?
+                - ((&ggxh * &hxh)? / m)?)?;
             let coef_xh = ((inv.sqr()? * a)? * (-1.0 / m))?;
-            let coef_jgg = ((&inv * gxh)? * (-1.0 / m))?;
+            let coef_jgg = ((&inv * hxh)? * (-1.0 / m))?;
             let coef_jg = ((&inv * ggxh)? * (-1.0 / m))?;
             let t = scale(&xh, &coef_xh)?;
             let t = (t + scale(&jgg, &coef_jgg)?)?;
@@ -250,7 +413,75 @@ impl CustomOp2 for NormalizeBwdOp {
         } else {
             None
         };
-        let d_g = if g.track_op() { Some(jgg) } else { None };
+        Ok((d_x, d_g, d_gamma))
+    }
+}
+
+/// Batch norm's parameter gradients `(x, g) → [Σ g·x̂, Σ g]` per channel, shape `(2, c)`: `(dγ,
+/// dβ)` for upstream `g`, in one pass over `g` and `x`.
+pub(crate) struct BnParamGradOp {
+    eps: f64,
+    stats: Option<Arc<BnStats>>,
+    /// The raw `(Σ g, Σ g·x)` per channel, for [`BnInputGradOp`] on the same `g`.
+    sums: Arc<OnceLock<GradSums>>,
+}
+
+impl CustomOp2 for BnParamGradOp {
+    fn name(&self) -> &'static str {
+        "zoo-bn-param-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        same_shape(self.name(), l1, l2)?;
+        let dims = ncr(l1.shape())?;
+        with_float!(s1.dtype(), self.name(), |T| {
+            let x = contiguous::<T>(s1, l1, self.name())?;
+            let g = contiguous::<T>(s2, l2, self.name())?;
+            let st = stats_of(self.stats.as_ref(), dims, x, self.eps);
+            let sums = grad_sums(dims, g, x);
+            let dgamma = sums
+                .iter()
+                .zip(st.mean.iter().zip(&st.inv))
+                .map(|((gsum, gx), (mu, s))| T::from_f64(s * (gx - mu * gsum)));
+            let dbeta = sums.iter().map(|(gsum, _)| T::from_f64(*gsum));
+            let out = dgamma.chain(dbeta).collect();
+            let _ = self.sums.set(Arc::new(sums));
+            Ok(storage(out, (2, dims.1)))
+        })
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        g: &Tensor,
+        _res: &Tensor,
+        gg: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // f = Σ_ch G0·Σ g·x̂(x) + G1·Σ g:  ∂f/∂g = G0·x̂ + G1,  ∂f/∂x = G0·J(x)·g.
+        let (g0, g1) = (gg.get(0)?, gg.get(1)?);
+        let d_g = if g.track_op() {
+            Some(x.contiguous()?.apply_op3(
+                &g0.contiguous()?,
+                &g1.contiguous()?,
+                BatchNormOp::new(self.eps, self.stats.clone()),
+            )?)
+        } else {
+            None
+        };
+        let d_x = if x.track_op() {
+            let op = BnInputGradOp {
+                eps: self.eps,
+                stats: self.stats.clone(),
+                sums: None,
+            };
+            Some(bn_input_grad(x, g, &g0, op)?)
+        } else {
+            None
+        };
         Ok((d_x, d_g))
     }
 }
@@ -417,23 +648,52 @@ fn inv_std(x: &Tensor, eps: f64) -> Result<Tensor> {
     (var + eps)?.sqrt()?.recip()
 }
 
-fn normalize_bwd(x: &Tensor, g: &Tensor, eps: f64) -> Result<Tensor> {
+fn bn_input_grad(x: &Tensor, g: &Tensor, gamma: &Tensor, op: BnInputGradOp) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op2(&g.contiguous()?, NormalizeBwdOp { eps })
+        .apply_op3(&g.contiguous()?, &gamma.contiguous()?, op)
+}
+
+/// `([Σ g·x̂, Σ g], raw sums)`; the raw sums let [`BnInputGradOp`] skip its reduction pass.
+fn bn_param_grad(
+    x: &Tensor,
+    g: &Tensor,
+    eps: f64,
+    stats: Option<Arc<BnStats>>,
+) -> Result<(Tensor, Option<GradSums>)> {
+    let sums = Arc::new(OnceLock::new());
+    let op = BnParamGradOp {
+        eps,
+        stats,
+        sums: sums.clone(),
+    };
+    let out = x.contiguous()?.apply_op2(&g.contiguous()?, op)?;
+    Ok((out, sums.get().cloned()))
 }
 
 /// `x̂` and the batch (mean, biased variance) per channel, the latter without gradient.
 pub(crate) fn normalize(x: &Tensor, eps: f64) -> Result<(Tensor, Vec<f64>, Vec<f64>)> {
-    let stats: Stats = Arc::new(Mutex::new(None));
-    let op = NormalizeOp {
-        eps,
-        stats: stats.clone(),
-    };
-    let xh = x.contiguous()?.apply_op1(op)?;
-    let taken = stats.lock().ok().and_then(|mut s| s.take());
-    let (mean, var) =
-        taken.ok_or_else(|| candle_core::Error::Msg("batch_norm: statistics missing".into()))?;
-    Ok((xh, mean, var))
+    let c = ncr(x.shape())?.1;
+    let ones = Tensor::ones(c, x.dtype(), x.device())?;
+    let zeros = Tensor::zeros(c, x.dtype(), x.device())?;
+    batch_norm_values(x, &ones, &zeros, eps)
+}
+
+/// [`BatchNormOp`] and its statistics.
+fn batch_norm_values(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Vec<f64>, Vec<f64>)> {
+    let op = BatchNormOp::new(eps, None);
+    let stats = op.stats.clone();
+    let y = x
+        .contiguous()?
+        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    let st = stats
+        .get()
+        .ok_or_else(|| candle_core::Error::Msg("batch_norm: statistics missing".into()))?;
+    Ok((y, st.mean.clone(), st.var.clone()))
 }
 
 /// Training-mode batch-norm: `(y, batch mean, batch biased variance)`; mean/var carry no gradient.
@@ -443,10 +703,9 @@ pub(crate) fn batch_norm_train(
     beta: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let (xh, mean, var) = normalize(x, eps)?;
+    let (y, mean, var) = batch_norm_values(x, gamma, beta, eps)?;
     let dt = x.dtype();
     let c = mean.len();
-    let y = xh.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, AffineOp)?;
     let mean = Tensor::from_vec(mean, c, x.device())?.to_dtype(dt)?;
     let var = Tensor::from_vec(var, c, x.device())?.to_dtype(dt)?;
     Ok((y, mean, var))
