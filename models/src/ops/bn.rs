@@ -16,7 +16,7 @@
 //! gradient's sums), so a training step sweeps each activation twice forward and three times
 //! backward. Every backward is built from differentiable ops, so gradients of any order are exact.
 
-use super::kernels::{contiguous, same_shape, storage, with_float, Real};
+use super::kernels::{contiguous, par_fill, same_shape, storage, with_float, Real};
 use candle_core::backend::BackendStorage;
 use candle_core::WithDType as _;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -162,25 +162,16 @@ impl BnStats {
 }
 
 /// `out[i, ch, :] = f(offset, ch, out-block)` in parallel over images. `f` must write every
-/// element of its block: the output is uninitialised capacity (a zero fill first was a pass
-/// over memory of its own, per batch-norm op).
+/// element of its block: the output is uninitialised capacity ([`par_fill`]).
 pub(crate) fn map_blocks<T: Real, F>((_, c, r): (usize, usize, usize), len: usize, f: F) -> Vec<T>
 where
     F: Fn(usize, usize, &mut [MaybeUninit<T>]) + Sync,
 {
-    let mut out: Vec<T> = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut((c * r).max(1))
-        .enumerate()
-        .for_each(|(i, oi)| {
-            for ch in 0..c {
-                f(i * c * r + ch * r, ch, &mut oi[ch * r..(ch + 1) * r]);
-            }
-        });
-    // SAFETY: `len = n·c·r`: the chunks are the n images, each split into its c channel
-    // blocks of r elements, and `f` writes every element of the block it is given.
-    unsafe { out.set_len(len) };
-    out
+    par_fill(len, c * r, |start, oi| {
+        for ch in 0..c {
+            f(start + ch * r, ch, &mut oi[ch * r..(ch + 1) * r]);
+        }
+    })
 }
 
 /// The forward's statistics, kept for its backward (same `x`, so the same numbers: the

@@ -10,7 +10,7 @@
 //! `dw = weight_grad(x, dy)` gives `dx = input_grad(dy, G)`, `d(dy) = conv(x, G)`.
 //! Gradients of every order are therefore exact (up to float rounding) and run on the fast path.
 
-use super::kernels::{contiguous, gemm, storage, threads, with_float, Mat, Real};
+use super::kernels::{contiguous, gemm, gemm_uninit, storage, threads, with_float, Mat, Real};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -278,19 +278,24 @@ fn col2im_same_width<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
 /// least one image per thread (each gemm then runs single-threaded), else sequentially with
 /// multi-threaded gemms. The scratch buffers start zeroed and live for this call only, as
 /// [`im2col`] needs.
-fn per_image<T: Real, F>(out: &mut [T], per: usize, scratch: usize, f: F)
+fn per_image<O: Send, T: Real, F>(out: &mut [O], per: usize, scratch: usize, f: F)
 where
-    F: Fn(usize, &mut [T], &mut Vec<T>, bool) + Sync + Send,
+    F: Fn(usize, &mut [O], &mut Vec<T>, bool) + Sync + Send,
 {
     if out.is_empty() || per == 0 {
         return;
     }
     let n = out.len() / per;
     if n >= threads() && threads() > 1 {
-        out.par_chunks_mut(per).enumerate().for_each_init(
-            || vec![T::from_f64(0.0); scratch],
-            |buf, (i, o)| f(i, o, buf, false),
-        );
+        // One task per thread, so one zeroed scratch buffer per thread (rayon's adaptive
+        // splitting would call the initialiser, a zero fill, once per piece).
+        out.par_chunks_mut(per)
+            .with_min_len(n.div_ceil(threads()))
+            .enumerate()
+            .for_each_init(
+                || vec![T::from_f64(0.0); scratch],
+                |buf, (i, o)| f(i, o, buf, false),
+            );
     } else {
         let mut buf = vec![T::from_f64(0.0); scratch];
         for (i, o) in out.chunks_mut(per).enumerate() {
@@ -301,33 +306,42 @@ where
 
 fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
     let (k, og, hwo) = (g.k(), g.og(), g.hwo());
-    let mut y = vec![T::from_f64(0.0); g.n * g.o * hwo];
+    // Uninitialised: the gemms write every element (no zero fill first).
+    let len = g.n * g.o * hwo;
+    let mut y: Vec<T> = Vec::with_capacity(len);
     let scratch = if g.pointwise() { 0 } else { k * hwo };
-    per_image(&mut y, g.o * hwo, scratch, |i, yi, col, par| {
-        for gi in 0..g.groups {
-            let xg = &x[(i * g.c + gi * g.cg()) * g.hw()..][..g.cg() * g.hw()];
-            let cols: &[T] = if g.pointwise() {
-                xg
-            } else {
-                im2col(g, xg, col);
-                col
-            };
-            let wg = &w[gi * og * k..(gi + 1) * og * k];
-            let yg = &mut yi[gi * og * hwo..(gi + 1) * og * hwo];
-            gemm(
-                og,
-                hwo,
-                k,
-                yg,
-                false,
-                Mat::rows(wg, k),
-                wg.len(),
-                Mat::rows(cols, hwo),
-                cols.len(),
-                par,
-            );
-        }
-    });
+    per_image(
+        &mut y.spare_capacity_mut()[..len],
+        g.o * hwo,
+        scratch,
+        |i, yi, col, par| {
+            for gi in 0..g.groups {
+                let xg = &x[(i * g.c + gi * g.cg()) * g.hw()..][..g.cg() * g.hw()];
+                let cols: &[T] = if g.pointwise() {
+                    xg
+                } else {
+                    im2col(g, xg, col);
+                    col
+                };
+                let wg = &w[gi * og * k..(gi + 1) * og * k];
+                let yg = &mut yi[gi * og * hwo..(gi + 1) * og * hwo];
+                gemm_uninit(
+                    og,
+                    hwo,
+                    k,
+                    yg,
+                    Mat::rows(wg, k),
+                    wg.len(),
+                    Mat::rows(cols, hwo),
+                    cols.len(),
+                    par,
+                );
+            }
+        },
+    );
+    // SAFETY: per_image hands out every image's block of `o·hwo` elements, and the groups'
+    // gemms write all of it.
+    unsafe { y.set_len(len) };
     y
 }
 

@@ -2,6 +2,8 @@
 //! thin wrapper over the `gemm` crate (the one candle itself uses for CPU matmul).
 
 use candle_core::{CpuStorage, Layout, Result, Shape, WithDType};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Element types the fast kernels run on (f32 for training, f64 for the exactness tests).
 pub(crate) trait Real: WithDType {
@@ -142,6 +144,72 @@ pub(crate) fn gemm<T: Real>(
     parallel: bool,
 ) {
     assert!(dst.len() >= m * n, "gemm: dst too small");
+    // SAFETY: dst is a distinct &mut slice of at least m*n initialised elements.
+    unsafe {
+        gemm_raw(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            accumulate,
+            a,
+            a_len,
+            b,
+            b_len,
+            parallel,
+        )
+    }
+}
+
+/// [`gemm`] into uninitialised memory: `dst = a · b`, every element of `dst[..m·n]` written
+/// (so the caller need not zero it first).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_uninit<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [MaybeUninit<T>],
+    a: Mat<T>,
+    a_len: usize,
+    b: Mat<T>,
+    b_len: usize,
+    parallel: bool,
+) {
+    assert!(dst.len() >= m * n, "gemm: dst too small");
+    // SAFETY: dst is a distinct &mut slice of at least m*n elements; with `accumulate` false
+    // it is only written (k = 0 included: `gemm_raw` fills it with zeros).
+    unsafe {
+        gemm_raw(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().cast(),
+            false,
+            a,
+            a_len,
+            b,
+            b_len,
+            parallel,
+        )
+    }
+}
+
+/// # Safety
+/// `dst` must be valid for writes of `m·n` elements (and for reads if `accumulate`), and not
+/// alias `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    accumulate: bool,
+    a: Mat<T>,
+    a_len: usize,
+    b: Mat<T>,
+    b_len: usize,
+    parallel: bool,
+) {
     let extent = |mat: &Mat<T>, r: usize, c: usize| -> usize {
         if r == 0 || c == 0 {
             0
@@ -156,7 +224,9 @@ pub(crate) fn gemm<T: Real>(
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(T::from_f64(0.0));
+            for i in 0..m * n {
+                dst.add(i).write(T::from_f64(0.0));
+            }
         }
         return;
     }
@@ -165,33 +235,51 @@ pub(crate) fn gemm<T: Real>(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: extents checked above; dst is a distinct &mut slice of at least m*n elements.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.ptr,
-            a.cs,
-            a.rs,
-            b.ptr,
-            b.cs,
-            b.rs,
-            T::from_f64(1.0),
-            T::from_f64(1.0),
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+    // SAFETY: operand extents checked above; dst as the caller guarantees. With `accumulate`
+    // false gemm overwrites dst without reading it.
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        n as isize,
+        accumulate,
+        a.ptr,
+        a.cs,
+        a.rs,
+        b.ptr,
+        b.cs,
+        b.rs,
+        T::from_f64(1.0),
+        T::from_f64(1.0),
+        false,
+        false,
+        false,
+        par,
+    )
 }
 
 /// Wrap a finished buffer as CPU storage with its shape.
 pub(crate) fn storage<T: Real>(v: Vec<T>, shape: impl Into<Shape>) -> (CpuStorage, Shape) {
     (T::to_cpu_storage_owned(v), shape.into())
+}
+
+/// A `len`-element vector filled in parallel, `chunk` elements per task: `f(start, out)` must
+/// write every element of `out`, the output's elements `start..start + out.len()`. The vector
+/// starts as uninitialised capacity: a zero fill first would be a pass over memory of its own,
+/// and collecting a parallel iterator into a vector (rayon's `collect`) does not vectorise.
+pub(crate) fn par_fill<T: Send, F>(len: usize, chunk: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+{
+    let chunk = chunk.max(1);
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, o)| f(i * chunk, o));
+    // SAFETY: the chunks cover `0..len` and `f` writes every element of the chunk it is given.
+    unsafe { out.set_len(len) };
+    out
 }

@@ -1,10 +1,9 @@
 //! ReLU whose backward is one fused masked copy (`g·[x > 0]`) instead of candle's
 //! compare + cast + multiply + accumulate; the mask op is linear in `g`, so it is its own backward.
 
-use super::kernels::{contiguous, same_shape, storage, with_float, Real};
+use super::kernels::{contiguous, par_fill, same_shape, storage, with_float, Real};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 const CHUNK: usize = 1 << 14;
 
@@ -15,21 +14,21 @@ pub(crate) struct ReluMaskOp;
 #[allow(clippy::neg_cmp_op_on_partial_ord)] // the negation is the point: NaN passes
 fn relu_fwd<T: Real>(x: &[T]) -> Vec<T> {
     let zero = T::from_f64(0.0);
-    // Collected straight into the output (no zero-fill pass first).
-    x.par_iter()
-        .with_min_len(CHUNK)
-        // `!(b <= 0)` lets NaN through, as PyTorch does, so NaN guards still see it.
-        .map(|&b| if !(b <= zero) { b } else { zero })
-        .collect()
+    par_fill(x.len(), CHUNK, |s, out| {
+        for (y, &b) in out.iter_mut().zip(&x[s..]) {
+            // `!(b <= 0)` lets NaN through, as PyTorch does, so NaN guards still see it.
+            y.write(if !(b <= zero) { b } else { zero });
+        }
+    })
 }
 
 fn mask<T: Real>(g: &[T], x: &[T]) -> Vec<T> {
     let zero = T::from_f64(0.0);
-    g.par_iter()
-        .zip(x.par_iter())
-        .with_min_len(CHUNK)
-        .map(|(&gv, &xv)| if xv > zero { gv } else { zero })
-        .collect()
+    par_fill(g.len(), CHUNK, |s, out| {
+        for ((y, &gv), &xv) in out.iter_mut().zip(&g[s..]).zip(&x[s..]) {
+            y.write(if xv > zero { gv } else { zero });
+        }
+    })
 }
 
 impl CustomOp1 for ReluOp {
