@@ -113,6 +113,26 @@ impl Geom {
             src: (off + t0).clamp(0, self.hw() as isize) as usize,
         }
     }
+    /// For stride 1, square kernels and `pad < kh`, the input gradient as a forward
+    /// convolution: `dx = conv(dy, w̃)` over `dy` padded by `kh − 1 − pad`, with `w̃` the
+    /// kernels flipped and in/out channels swapped ([`flipped_weights`]). That replaces a
+    /// `(k × og)·(og × hwo)` gemm, whose inner dimension is only the output channels, and an
+    /// accumulating col2im into a zeroed `dx` by an im2col and a gemm that writes `dx` once.
+    fn transposed(&self) -> Option<Geom> {
+        if self.stride != 1 || self.kh != self.kw || self.pad >= self.kh || self.pointwise() {
+            return None;
+        }
+        let pad = self.kh - 1 - self.pad;
+        let t = Geom::new(
+            (self.n, self.o, self.ho, self.wo),
+            (self.c, self.og(), self.kh, self.kw),
+            1,
+            pad,
+            self.groups,
+        )
+        .ok()?;
+        (t.ho == self.h && t.wo == self.w).then_some(t)
+    }
     /// A 1×1 stride-1 unpadded convolution needs no im2col: the image is its own column matrix.
     fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
@@ -156,13 +176,13 @@ struct Shift {
 }
 
 /// Zeroes the columns outside `lo..hi` of every `w`-long row of `block` (positions whose
-/// contiguous read wrapped into a neighbouring image row).
+/// contiguous read wrapped into a neighbouring image row). Column by column with a stride:
+/// row by row, each one- or two-element fill became a `memset` call (7 % of a LeNet step).
 fn zero_edge_columns<T: Real>(block: &mut [T], w: usize, (lo, hi): (usize, usize)) {
-    if lo > 0 || hi < w {
-        let zero = T::from_f64(0.0);
-        for r in block.chunks_exact_mut(w) {
-            r[..lo].fill(zero);
-            r[hi..].fill(zero);
+    let zero = T::from_f64(0.0);
+    for j in (0..lo).chain(hi..w) {
+        for v in block.iter_mut().skip(j).step_by(w) {
+            *v = zero;
         }
     }
 }
@@ -345,7 +365,29 @@ fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
     y
 }
 
+/// `w̃[gi·cg + ci][o][ki][kj] = w[gi·og + o][ci][kh−1−ki][kw−1−kj]`: the weights of
+/// [`Geom::transposed`] (shape `(c, og, kh, kw)`).
+fn flipped_weights<T: Real>(g: &Geom, w: &[T]) -> Vec<T> {
+    let (og, cg, kk) = (g.og(), g.cg(), g.kh * g.kw);
+    let mut out = vec![T::from_f64(0.0); w.len()];
+    for gi in 0..g.groups {
+        for o in 0..og {
+            for ci in 0..cg {
+                let src = &w[((gi * og + o) * cg + ci) * kk..][..kk];
+                let dst = &mut out[((gi * cg + ci) * og + o) * kk..][..kk];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+    out
+}
+
 fn conv_input_grad<T: Real>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
+    if let Some(t) = g.transposed() {
+        return conv_fwd(&t, dy, &flipped_weights(g, w));
+    }
     let (k, og, hwo) = (g.k(), g.og(), g.hwo());
     let mut dx = vec![T::from_f64(0.0); g.n * g.c * g.hw()];
     let scratch = if g.pointwise() { 0 } else { k * hwo };
