@@ -79,7 +79,7 @@ fn mlp() -> Result<Net> {
 }
 
 fn conv_bias(x: &Tensor, w: &Var, b: &Var, pad: usize) -> candle_core::Result<Tensor> {
-    ops::add_bias(&ops::conv2d(x, w, 1, pad, 1)?, b)
+    ops::conv2d_bias(x, w, b, 1, pad, 1)
 }
 
 fn lenet() -> Result<Net> {

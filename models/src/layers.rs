@@ -149,18 +149,12 @@ pub fn conv2d(
     padding: usize,
     groups: usize,
 ) -> Result<Tensor> {
-    let y = ops::conv2d(
-        x,
-        p.get(&format!("{name}.weight"))?,
-        stride,
-        padding,
-        groups,
-    )?;
+    let w = p.get(&format!("{name}.weight"))?;
     let bias = format!("{name}.bias");
     if p.contains(&bias) {
-        ops::add_bias(&y, p.get(&bias)?)
+        ops::conv2d_bias(x, w, p.get(&bias)?, stride, padding, groups)
     } else {
-        Ok(y)
+        ops::conv2d(x, w, stride, padding, groups)
     }
 }
 

@@ -168,3 +168,50 @@ fn conv_bias_matches_reference_and_finite_differences() {
     };
     check_first_and_second_order("conv + bias", &f, &[x, w, b], 20);
 }
+
+#[test]
+#[allow(clippy::needless_range_loop)]
+fn fused_conv_bias_matches_reference_and_finite_differences() {
+    // `ops::conv2d_bias` (one op on the fast path) against the composition it replaces,
+    // `ops::conv2d` then `ops::add_bias` (each checked against candle above): forward and first
+    // order over every case, then first and second order against finite differences.
+    for dtype in [DType::F32, DType::F64] {
+        let tol = if dtype == DType::F32 { 2e-5 } else { 1e-12 };
+        for case in 0..CASES.len() {
+            let (x, w, r, (s, p, g)) = inputs(case, dtype);
+            let b = randn(&[w.dim(0).unwrap()], 40 + case as u64, dtype);
+            let what = format!("conv+bias case {case} {:?} {dtype:?}", CASES[case]);
+            let f_fast = |t: &[Tensor]| -> Result<Tensor> {
+                (ops::conv2d_bias(&t[0], &t[1], &t[2], s, p, g)? * &r)?.sum_all()
+            };
+            let f_ref = |t: &[Tensor]| -> Result<Tensor> {
+                let y = ops::conv2d(&t[0], &t[1], s, p, g)?;
+                (ops::add_bias(&y, &t[2])? * &r)?.sum_all()
+            };
+            let ins = [x.clone(), w.clone(), b.clone()];
+            let fast = ops::conv2d_bias(&x, &w, &b, s, p, g).unwrap();
+            let refr = ops::add_bias(&ops::conv2d(&x, &w, s, p, g).unwrap(), &b);
+            assert_close(&format!("{what} forward"), &fast, &refr.unwrap(), tol);
+            let (gf, gr) = (grads(&f_fast, &ins).unwrap(), grads(&f_ref, &ins).unwrap());
+            for (i, name) in ["x", "w", "b"].iter().enumerate() {
+                assert_close(&format!("{what} grad {name}"), &gf[i], &gr[i], tol);
+            }
+        }
+    }
+    for (case, (n, c, h, w, o, k, s, p, g)) in
+        [(2, 4, 6, 5, 6, 3, 1, 1, 2), (2, 3, 7, 6, 4, 5, 2, 2, 1)]
+            .into_iter()
+            .enumerate()
+    {
+        let x = randn(&[n, c, h, w], 50 + case as u64, DType::F64);
+        let wt = randn(&[o, c / g, k, k], 51 + case as u64, DType::F64);
+        let b = randn(&[o], 52 + case as u64, DType::F64);
+        let y = ops::conv2d_bias(&x, &wt, &b, s, p, g).unwrap();
+        let r = randn(y.dims(), 53 + case as u64, DType::F64);
+        let f = |t: &[Tensor]| -> Result<Tensor> {
+            let h = ops::conv2d_bias(&t[0], &t[1], &t[2], s, p, g)?.tanh()?;
+            (h * &r)?.sum_all()
+        };
+        check_first_and_second_order(&format!("fused conv + bias {case}"), &f, &[x, wt, b], 20);
+    }
+}

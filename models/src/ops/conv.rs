@@ -12,7 +12,7 @@
 
 use super::kernels::{contiguous, gemm, gemm_uninit, storage, threads, with_float, Mat, Real};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Shapes and hyper-parameters shared by the three ops of one convolution.
@@ -324,7 +324,8 @@ where
     }
 }
 
-fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+/// `y = conv(x, w)` (+ `bias[o]`, added to each image's block while it is in cache).
+fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (k, og, hwo) = (g.k(), g.og(), g.hwo());
     // Uninitialised: the gemms write every element (no zero fill first).
     let len = g.n * g.o * hwo;
@@ -357,6 +358,14 @@ fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
                     par,
                 );
             }
+            if let Some(b) = bias {
+                for (yo, bo) in yi.chunks_exact_mut(hwo).zip(b) {
+                    for v in yo {
+                        // SAFETY: written by the gemm above.
+                        unsafe { *v.assume_init_mut() += *bo };
+                    }
+                }
+            }
         },
     );
     // SAFETY: per_image hands out every image's block of `o·hwo` elements, and the groups'
@@ -386,7 +395,7 @@ fn flipped_weights<T: Real>(g: &Geom, w: &[T]) -> Vec<T> {
 
 fn conv_input_grad<T: Real>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     if let Some(t) = g.transposed() {
-        return conv_fwd(&t, dy, &flipped_weights(g, w));
+        return conv_fwd(&t, dy, &flipped_weights(g, w), None);
     }
     let (k, og, hwo) = (g.k(), g.og(), g.hwo());
     let mut dx = vec![T::from_f64(0.0); g.n * g.c * g.hw()];
@@ -519,6 +528,10 @@ fn conv_weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     dw
 }
 
+fn conv_fwd_no_bias<T: Real>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+    conv_fwd(g, x, w, None)
+}
+
 /// Dispatch on dtype and check the inputs' shapes against the geometry.
 macro_rules! two_inputs {
     ($self:ident, $s1:ident, $l1:ident, $s2:ident, $l2:ident, $sh1:expr, $sh2:expr, $f:ident, $out:expr) => {{
@@ -543,6 +556,9 @@ macro_rules! two_inputs {
 
 /// `y = conv2d(x, w)`.
 pub(crate) struct Conv2dOp(pub Geom);
+/// `y = conv2d(x, w) + b[channel]`: a convolution layer with bias as one op (one pass and one
+/// graph node fewer than [`Conv2dOp`] followed by a bias add).
+pub(crate) struct Conv2dBiasOp(pub Geom);
 /// `dx = conv_transpose(dy, w)`: the input gradient of [`Conv2dOp`].
 pub(crate) struct ConvInputGradOp(pub Geom);
 /// `dw = Σₙ dyₙ ⋆ xₙ`: the weight gradient of [`Conv2dOp`].
@@ -555,6 +571,10 @@ fn apply2<C: CustomOp2 + Send + Sync + 'static>(a: &Tensor, b: &Tensor, op: C) -
 
 pub(crate) fn conv(g: Geom, x: &Tensor, w: &Tensor) -> Result<Tensor> {
     apply2(x, w, Conv2dOp(g))
+}
+pub(crate) fn conv_bias(g: Geom, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, Conv2dBiasOp(g))
 }
 pub(crate) fn input_grad(g: Geom, dy: &Tensor, w: &Tensor) -> Result<Tensor> {
     apply2(dy, w, ConvInputGradOp(g))
@@ -588,7 +608,7 @@ impl CustomOp2 for Conv2dOp {
             l2,
             self.0.x_shape(),
             self.0.w_shape(),
-            conv_fwd,
+            conv_fwd_no_bias,
             self.0.y_shape()
         )
     }
@@ -602,6 +622,54 @@ impl CustomOp2 for Conv2dOp {
         let dx = if_needed(x, || input_grad(self.0, dy, &super::saved(w)))?;
         let dw = if_needed(w, || weight_grad(self.0, &super::saved(x), dy))?;
         Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for Conv2dBiasOp {
+    fn name(&self) -> &'static str {
+        "zoo-conv2d-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        g.check("input", l1.shape(), &g.x_shape())?;
+        g.check("weight", l2.shape(), &g.w_shape())?;
+        g.check("bias", l3.shape(), &g.o.into())?;
+        if s1.dtype() != s2.dtype() || s1.dtype() != s3.dtype() {
+            candle_core::bail!(
+                "{}: dtype mismatch {:?} / {:?} / {:?}",
+                self.name(),
+                s1.dtype(),
+                s2.dtype(),
+                s3.dtype()
+            );
+        }
+        with_float!(s1.dtype(), self.name(), |T| {
+            let x = contiguous::<T>(s1, l1, self.name())?;
+            let w = contiguous::<T>(s2, l2, self.name())?;
+            let b = contiguous::<T>(s3, l3, self.name())?;
+            Ok(storage(conv_fwd(g, x, w, Some(b)), g.y_shape()))
+        })
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = if_needed(x, || input_grad(self.0, dy, &super::saved(w)))?;
+        let dw = if_needed(w, || weight_grad(self.0, &super::saved(x), dy))?;
+        let db = if_needed(b, || super::bn::channel_sum(dy))?;
+        Ok((dx, dw, db))
     }
 }
 

@@ -252,6 +252,25 @@ pub fn conv2d(
     }
 }
 
+/// [`conv2d`] followed by `+ b[channel]` (`b` of shape `(c_out,)`): a convolution layer with
+/// bias. The fast path does both in one op (the bias is added while each image's output is in
+/// cache, and the gradient graph has one node fewer).
+pub fn conv2d_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    if use_fast(x) && same_cpu(x, &[w, b]) {
+        let g = conv::Geom::new(x.dims4()?, w.dims4()?, stride, padding, groups)?;
+        conv::conv_bias(g, x, w, b)
+    } else {
+        add_bias(&conv2d(x, w, stride, padding, groups)?, b)
+    }
+}
+
 /// Max pooling with kernel == stride (2/2), exact gradients at first and second order.
 /// Odd trailing rows/columns are dropped, as PyTorch does.
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
