@@ -16,7 +16,7 @@ use rand_distr::{Distribution, StandardNormal};
 use zoo_data::augment::Augment;
 use zoo_data::{make_batch, ImageDataset, Loader, Normalize};
 use zoo_models::loss::{self, Reduction};
-use zoo_models::meta::l2rw_grad;
+use zoo_models::meta::{l2rw_grad, l2rw_grad_reusing, InnerForward};
 use zoo_models::metrics::Predictions;
 use zoo_models::optim::{LrSchedule, Optimizer, Sgd};
 use zoo_models::{Classifier, Ctx, ParamSet};
@@ -360,6 +360,8 @@ impl EpochTask for ReweightTask<'_> {
             let n = rows.len();
             let params = self.model.store().params();
             let warming_up = (step as usize) < self.opt.warmup_steps;
+            // L2RW's meta-step forward at θ on this batch, reused as the real step's forward.
+            let mut inner: Option<InnerForward> = None;
             let weights: Option<Tensor> = match self.method {
                 Method::L2rw if warming_up => None,
                 Method::Plain | Method::Resample => None,
@@ -384,7 +386,7 @@ impl EpochTask for ReweightTask<'_> {
                 }
                 Method::L2rw => {
                     let meta = self.meta_batch(rng)?;
-                    let g = l2rw_grad(
+                    let (g, fwd) = l2rw_grad_reusing(
                         self.model.as_ref(),
                         &params,
                         (&batch.images, &batch.labels),
@@ -392,6 +394,7 @@ impl EpochTask for ReweightTask<'_> {
                         lr,
                         Some(&mut *rng),
                     )?;
+                    inner = Some(fwd);
                     // A diverging run shows up here first: fail as the runner's NaN guard does,
                     // with the step number, before the weights are formed.
                     monitor.check("L2RW meta loss", g.meta_loss)?;
@@ -426,10 +429,14 @@ impl EpochTask for ReweightTask<'_> {
                 };
                 rule.prepare(rule_step, &mut draw, rng, &*monitor)?;
             }
-            let logits = self
-                .model
-                .forward(&params, &batch.images, &mut Ctx::train(rng))?;
             let rule = if warming_up { None } else { self.rule.as_mut() };
+            // (A rule needs Method::Plain, so it never meets an L2RW inner forward.)
+            let logits = match &inner {
+                Some(f) => f.logits().clone(),
+                None => self
+                    .model
+                    .forward(&params, &batch.images, &mut Ctx::train(rng))?,
+            };
             let (loss, weights) = match (rule, &weights) {
                 (Some(rule), _) => rule.loss(&logits, &batch.labels)?,
                 (None, None) => (
@@ -470,7 +477,10 @@ impl EpochTask for ReweightTask<'_> {
             }
             let l = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             monitor.step(l)?;
-            let grads = zoo_models::backprop::backward(&loss)?;
+            let grads = match &inner {
+                Some(f) => f.grads(self.model.store(), &loss)?,
+                None => zoo_models::backprop::backward(&loss)?,
+            };
             self.sgd.step(self.model.store(), &grads, lr)?;
             loss_sum += l;
             errors += zoo_models::metrics::error_count(&logits.detach(), &batch.labels)?;

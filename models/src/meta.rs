@@ -151,6 +151,8 @@ pub struct VirtualStep {
     pub loss: Tensor,
     /// Entries of `θ` that are tracked but received no gradient (left unchanged in `θ'`).
     pub no_grad: Vec<String>,
+    /// The zero-valued anchors `δ` the inner loss was evaluated at (`θ + δ`), by name.
+    anchors: BTreeMap<String, Var>,
 }
 
 /// One virtual SGD step `θ' = θ − α ∇θ loss(θ)` that keeps the graph: `θ'` stays a differentiable
@@ -214,6 +216,7 @@ where
         params: ParamSet::new(out),
         loss: l,
         no_grad,
+        anchors,
     })
 }
 
@@ -279,6 +282,23 @@ where
     FW: FnOnce(&Tensor) -> Result<Tensor>,
     FM: FnOnce(&ParamSet) -> Result<Tensor>,
 {
+    Ok(meta_gradient_impl(theta, per_example_loss, weights, meta_loss, leaves, lr)?.0)
+}
+
+/// [`meta_gradient`], also returning the anchors `δ` of the inner forward at `θ + δ`.
+fn meta_gradient_impl<FL, FW, FM>(
+    theta: &ParamSet,
+    per_example_loss: FL,
+    weights: FW,
+    meta_loss: FM,
+    leaves: &[&Tensor],
+    lr: f64,
+) -> Result<(MetaGrad, BTreeMap<String, Var>)>
+where
+    FL: FnOnce(&ParamSet) -> Result<Tensor>,
+    FW: FnOnce(&Tensor) -> Result<Tensor>,
+    FM: FnOnce(&ParamSet) -> Result<Tensor>,
+{
     require_second_order()?;
     for (i, leaf) in leaves.iter().enumerate() {
         if let Some((name, _)) = theta.iter().find(|(_, t)| t.id() == leaf.id()) {
@@ -320,12 +340,15 @@ where
             ),
         }
     }
-    Ok(MetaGrad {
-        grads: out,
-        meta_loss: scalar(&meta)?,
-        train_losses,
-        weights: w,
-    })
+    Ok((
+        MetaGrad {
+            grads: out,
+            meta_loss: scalar(&meta)?,
+            train_losses,
+            weights: w,
+        },
+        step.anchors,
+    ))
 }
 
 /// The outer backward: its gradients are not differentiated again, so it runs detached
@@ -469,8 +492,8 @@ fn virtual_ctx(rng: Option<&mut StdRng>) -> Ctx<'_> {
 pub fn classifier_meta_gradient<FW>(
     model: &dyn Classifier,
     theta: &ParamSet,
-    (x, y): (&Tensor, &Tensor),
-    (x_meta, y_meta): (&Tensor, &Tensor),
+    batch: (&Tensor, &Tensor),
+    meta_batch: (&Tensor, &Tensor),
     weights: FW,
     leaves: &[&Tensor],
     lr: f64,
@@ -479,14 +502,73 @@ pub fn classifier_meta_gradient<FW>(
 where
     FW: FnOnce(&Tensor) -> Result<Tensor>,
 {
+    let (g, _) = classifier_meta_gradient_impl(
+        model, theta, batch, meta_batch, weights, leaves, lr, rng, false,
+    )?;
+    Ok(g)
+}
+
+/// The forward at `θ` on the training batch that a meta-gradient started from, kept for the
+/// real step on the same batch (see [`l2rw_grad_reusing`]): L2RW's real step (Ren et al.,
+/// Alg. 1, line 12) is at the same `θ` and batch, so its forward is this one.
+pub struct InnerForward {
+    logits: Tensor,
+    anchors: BTreeMap<String, Var>,
+}
+
+impl InnerForward {
+    /// The logits at `θ` (training mode), attached to the forward's graph.
+    pub fn logits(&self) -> &Tensor {
+        &self.logits
+    }
+
+    /// `∂loss/∂θ` for a `loss` built from [`Self::logits`] (first order, detached), as a
+    /// [`GradStore`] for `store`'s variables ([`Optimizer::step`](crate::optim::Optimizer::step)).
+    /// `θ` may be any tensors: the gradients are read at the forward's zero-valued anchors and
+    /// matched to `store` by name.
+    pub fn grads(&self, store: &ParamStore, loss: &Tensor) -> Result<GradStore> {
+        let g = backward_scalar(loss, "real-step loss")?;
+        let by_name: BTreeMap<String, Tensor> = self
+            .anchors
+            .iter()
+            .filter_map(|(name, d)| g.get(d.as_tensor()).map(|t| (name.clone(), t.clone())))
+            .collect();
+        to_grad_store(store, &by_name)
+    }
+}
+
+/// [`classifier_meta_gradient`]; with `real_step`, the inner forward updates BatchNorm's running
+/// statistics (it is then the real step's forward) and is returned.
+#[allow(clippy::too_many_arguments)]
+fn classifier_meta_gradient_impl<FW>(
+    model: &dyn Classifier,
+    theta: &ParamSet,
+    (x, y): (&Tensor, &Tensor),
+    (x_meta, y_meta): (&Tensor, &Tensor),
+    weights: FW,
+    leaves: &[&Tensor],
+    lr: f64,
+    rng: Option<&mut StdRng>,
+    real_step: bool,
+) -> Result<(MetaGrad, Option<InnerForward>)>
+where
+    FW: FnOnce(&Tensor) -> Result<Tensor>,
+{
     // Both forwards draw dropout masks from the same generator, one after the other.
     let rng = std::cell::RefCell::new(rng);
-    meta_gradient(
+    let logits = std::cell::RefCell::new(None);
+    let (g, anchors) = meta_gradient_impl(
         theta,
         |p| {
             let mut r = rng.borrow_mut();
-            let z = model.forward(p, x, &mut virtual_ctx(r.as_deref_mut()))?;
-            loss::per_example_ce(&z, y)
+            let mut ctx = virtual_ctx(r.as_deref_mut());
+            ctx.update_stats = real_step;
+            let z = model.forward(p, x, &mut ctx)?;
+            let l = loss::per_example_ce(&z, y)?;
+            if real_step {
+                *logits.borrow_mut() = Some(z);
+            }
+            Ok(l)
         },
         weights,
         |p| {
@@ -496,7 +578,11 @@ where
         },
         leaves,
         lr,
-    )
+    )?;
+    let inner = logits
+        .into_inner()
+        .map(|logits| InnerForward { logits, anchors });
+    Ok((g, inner))
 }
 
 /// Learning to Reweight (Ren et al. 2018, Alg. 1, lines 3–10): `ε = 0` per example, one virtual
@@ -510,6 +596,48 @@ pub fn l2rw_grad(
     lr: f64,
     rng: Option<&mut StdRng>,
 ) -> Result<MetaGrad> {
+    Ok(l2rw_grad_impl(model, theta, batch, meta_batch, lr, rng, false)?.0)
+}
+
+/// [`l2rw_grad`] whose inner forward doubles as the real step's (one forward fewer per training
+/// step, about a quarter of a plain step): that forward updates BatchNorm's running statistics,
+/// as the real step's would, and is returned. Take the real step from it and do not run another
+/// forward on this batch, or the running statistics are updated twice:
+///
+/// ```no_run
+/// # use candle_core::Tensor;
+/// # use zoo_models::{loss, meta, optim::{Optimizer, Sgd}, Classifier};
+/// # fn step(model: &dyn Classifier, x: &Tensor, y: &Tensor, xm: &Tensor, ym: &Tensor,
+/// #         opt: &mut Sgd) -> candle_core::Result<()> {
+/// let theta = model.store().params();
+/// let (meta, inner) = meta::l2rw_grad_reusing(model, &theta, (x, y), (xm, ym), 0.1, None)?;
+/// let w = meta::l2rw_weights(&meta.grads[0])?;
+/// let real = loss::weighted_ce(inner.logits(), y, &w, loss::Reduction::Sum)?;
+/// opt.step(model.store(), &inner.grads(model.store(), &real)?, 0.1)?;
+/// # Ok(()) }
+/// ```
+pub fn l2rw_grad_reusing(
+    model: &dyn Classifier,
+    theta: &ParamSet,
+    batch: (&Tensor, &Tensor),
+    meta_batch: (&Tensor, &Tensor),
+    lr: f64,
+    rng: Option<&mut StdRng>,
+) -> Result<(MetaGrad, InnerForward)> {
+    let (g, inner) = l2rw_grad_impl(model, theta, batch, meta_batch, lr, rng, true)?;
+    let inner = inner.ok_or_else(|| candle_core::Error::Msg("inner forward not kept".into()))?;
+    Ok((g, inner))
+}
+
+fn l2rw_grad_impl(
+    model: &dyn Classifier,
+    theta: &ParamSet,
+    batch: (&Tensor, &Tensor),
+    meta_batch: (&Tensor, &Tensor),
+    lr: f64,
+    rng: Option<&mut StdRng>,
+    real_step: bool,
+) -> Result<(MetaGrad, Option<InnerForward>)> {
     let n = batch.1.dims1()?;
     let dtype = theta
         .iter()
@@ -517,7 +645,7 @@ pub fn l2rw_grad(
         .map(|(_, t)| t.dtype())
         .unwrap_or(DType::F32);
     let eps = Var::zeros(n, dtype, batch.0.device())?;
-    classifier_meta_gradient(
+    classifier_meta_gradient_impl(
         model,
         theta,
         batch,
@@ -526,6 +654,7 @@ pub fn l2rw_grad(
         &[eps.as_tensor()],
         lr,
         rng,
+        real_step,
     )
 }
 

@@ -757,3 +757,69 @@ fn frozen_parameters_pass_through_and_to_grad_store_feeds_optimisers() {
     opt.step(model.store(), &gs, 0.1).unwrap();
     assert!(opt.last_skipped().is_empty());
 }
+
+/// `l2rw_grad_reusing` takes the real step from the meta-step's inner forward: the same
+/// meta-gradient, the same logits, the same real-step gradients and the same BatchNorm running
+/// statistics as `l2rw_grad` followed by a fresh real forward (ResNet-8, f32).
+#[test]
+fn l2rw_reusing_the_inner_forward_matches_a_fresh_real_step() -> Result<()> {
+    let dev = Device::Cpu;
+    let make = || {
+        ResNetCifar::new(
+            ResNetCifarConfig::new(8, 3),
+            &mut StdRng::seed_from_u64(5),
+            &dev,
+        )
+    };
+    let (a, b) = (make()?, make()?);
+    let mut rng = StdRng::seed_from_u64(9);
+    let x = randn(&mut rng, &[6, 3, 8, 8], 1.0).to_dtype(DType::F32)?;
+    let y = labels(&mut rng, 6, 3);
+    let xm = randn(&mut rng, &[4, 3, 8, 8], 1.0).to_dtype(DType::F32)?;
+    let ym = labels(&mut rng, 4, 3);
+
+    let ta = a.store().params();
+    let ga = meta::l2rw_grad(&a, &ta, (&x, &y), (&xm, &ym), 0.1, None)?;
+    let wa = meta::l2rw_weights(&ga.grads[0])?;
+    let za = a.forward(&ta, &x, &mut Ctx::train_no_rng(true))?;
+    let grads_a = loss::weighted_ce(&za, &y, &wa, Reduction::Sum)?.backward()?;
+
+    let tb = b.store().params();
+    let (gb, inner) = meta::l2rw_grad_reusing(&b, &tb, (&x, &y), (&xm, &ym), 0.1, None)?;
+    let wb = meta::l2rw_weights(&gb.grads[0])?;
+    let lb = loss::weighted_ce(inner.logits(), &y, &wb, Reduction::Sum)?;
+    let grads_b = inner.grads(b.store(), &lb)?;
+
+    let close = |what: &str, p: &Tensor, q: &Tensor| {
+        let (p, q) = (v1(p), v1(q));
+        assert_eq!(p.len(), q.len(), "{what}: lengths");
+        let scale = p.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        for (i, (u, v)) in p.iter().zip(&q).enumerate() {
+            assert!((u - v).abs() <= 1e-5 * scale, "{what}[{i}]: {u} vs {v}");
+        }
+    };
+    close("dL/dε", &ga.grads[0], &gb.grads[0]);
+    close("logits", &za, inner.logits());
+    let mut compared = 0;
+    for (name, va) in a.store().vars() {
+        let vb = &b.store().vars()[name];
+        let (ga, gb) = (grads_a.get(va.as_tensor()), grads_b.get(vb.as_tensor()));
+        let (ga, gb) = (
+            ga.expect(name),
+            gb.unwrap_or_else(|| panic!("{name}: no gradient")),
+        );
+        close(name, ga, gb);
+        compared += 1;
+    }
+    assert!(compared > 10, "only {compared} variables compared");
+    // Running statistics were updated once on both paths (and are not the initial zeros).
+    let (pa, pb) = (a.store().buffers(), b.store().buffers());
+    let mut stats = 0;
+    for (name, t) in pa.iter().filter(|(n, _)| n.ends_with("running_mean")) {
+        close(name, t, &pb[name]);
+        assert!(v1(t).iter().any(|v| v.abs() > 1e-6), "{name} not updated");
+        stats += 1;
+    }
+    assert!(stats > 3, "only {stats} running means compared");
+    Ok(())
+}
