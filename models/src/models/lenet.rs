@@ -120,9 +120,9 @@ impl Classifier for LeNet {
         let mut h = x.clone();
         for i in 1..=3 {
             h = layers::conv2d(p, &format!("conv{i}"), &h, 1, 2, 1)?;
-            h = max_pool_3x3_s2_same(&h)?.relu()?;
+            h = ops::relu(&max_pool_3x3_s2_same(&h)?)?;
         }
-        layers::linear(p, "fc1", &h.flatten_from(1)?)?.relu()
+        ops::relu(&layers::linear(p, "fc1", &h.flatten_from(1)?)?)
     }
 
     fn head(&self) -> (&str, Option<&str>) {

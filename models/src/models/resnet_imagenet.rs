@@ -160,7 +160,7 @@ impl Classifier for ResNet {
         let s = &self.store;
         let exp = self.cfg.block.expansion();
         let mut h = layers::conv2d(p, "conv1", x, 2, 3, 1)?;
-        h = layers::batch_norm(s, p, "bn1", &h, ctx)?.relu()?;
+        h = ops::relu(&layers::batch_norm(s, p, "bn1", &h, ctx)?)?;
         h = ops::max_pool2d_ext(&h, 3, 2, 1)?;
         let mut c_in = 64;
         for (l, &planes) in PLANES.iter().enumerate() {
@@ -175,13 +175,16 @@ impl Classifier for ResNet {
                 };
                 let o = match self.cfg.block {
                     Block::Basic => {
-                        let o = bn("bn1", &conv("conv1", &h, stride, 1, 1)?, ctx)?.relu()?;
+                        let o = ops::relu(&bn("bn1", &conv("conv1", &h, stride, 1, 1)?, ctx)?)?;
                         bn("bn2", &conv("conv2", &o, 1, 1, 1)?, ctx)?
                     }
                     Block::Bottleneck => {
-                        let o = bn("bn1", &conv("conv1", &h, 1, 0, 1)?, ctx)?.relu()?;
-                        let o = bn("bn2", &conv("conv2", &o, stride, 1, self.cfg.groups)?, ctx)?
-                            .relu()?;
+                        let o = ops::relu(&bn("bn1", &conv("conv1", &h, 1, 0, 1)?, ctx)?)?;
+                        let o = ops::relu(&bn(
+                            "bn2",
+                            &conv("conv2", &o, stride, 1, self.cfg.groups)?,
+                            ctx,
+                        )?)?;
                         bn("bn3", &conv("conv3", &o, 1, 0, 1)?, ctx)?
                     }
                 };
@@ -194,7 +197,7 @@ impl Classifier for ResNet {
                 } else {
                     h
                 };
-                h = (o + short)?.relu()?;
+                h = ops::relu(&(o + short)?)?;
                 c_in = planes * exp;
             }
         }

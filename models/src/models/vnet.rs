@@ -3,6 +3,7 @@
 //! initialisation, as the authors' `VNet(1, 100, 1)`.
 
 use crate::layers::{self, Builder};
+use crate::ops;
 use crate::params::{ParamSet, ParamStore};
 use candle_core::{bail, Device, Result, Tensor};
 use rand::rngs::StdRng;
@@ -47,7 +48,7 @@ impl VNet {
                 losses.dims()
             )
         }
-        let h = layers::linear(p, "linear1", losses)?.relu()?;
+        let h = ops::relu(&layers::linear(p, "linear1", losses)?)?;
         candle_nn::ops::sigmoid(&layers::linear(p, "linear2", &h)?)
     }
 }
