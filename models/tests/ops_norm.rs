@@ -129,3 +129,34 @@ fn relu_matches_candle_and_second_order() {
     };
     check_first_and_second_order("conv-relu-conv", &f, &[x, w], 30);
 }
+
+#[test]
+fn add_relu_matches_relu_of_sum_and_second_order() {
+    // `ops::add_relu(a, b)` against `ops::relu(a + b)`: values, NaN, and first and second order
+    // through smooth maps on both inputs.
+    let a = randn(&[3, 4, 5, 5], 4, DType::F64);
+    let b = randn(&[3, 4, 5, 5], 5, DType::F64);
+    let sum = (&a + &b).unwrap();
+    assert_close(
+        "add_relu",
+        &ops::add_relu(&a, &b).unwrap(),
+        &ops::relu(&sum).unwrap(),
+        0.0,
+    );
+    let dev = candle_core::Device::Cpu;
+    let nan = Tensor::new(&[f32::NAN, -1.0, 2.0], &dev).unwrap();
+    let one = Tensor::new(&[1f32, -1.0, 1.0], &dev).unwrap();
+    let v = ops::add_relu(&nan, &one).unwrap().to_vec1::<f32>().unwrap();
+    assert!(
+        v[0].is_nan() && v[1] == 0.0 && v[2] == 3.0,
+        "add_relu: {v:?}"
+    );
+    let w = randn(&[4, 4, 3, 3], 6, DType::F64);
+    let r = randn(&[3, 4, 5, 5], 7, DType::F64);
+    let f = |t: &[Tensor]| -> Result<Tensor> {
+        let o = ops::conv2d(&t[0], &t[2], 1, 1, 1)?;
+        let h = ops::add_relu(&o, &t[1].tanh()?)?;
+        (ops::conv2d(&h, &t[2], 1, 1, 1)?.tanh()? * &r)?.sum_all()
+    };
+    check_first_and_second_order("conv + shortcut → add_relu → conv", &f, &[a, b, w], 30);
+}

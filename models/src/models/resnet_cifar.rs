@@ -122,7 +122,7 @@ impl Classifier for ResNetCifar {
                 } else {
                     h.clone()
                 };
-                h = ops::relu(&(o + short)?)?;
+                h = ops::add_relu(&o, &short)?;
                 c_in = planes;
             }
         }

@@ -197,7 +197,7 @@ impl Classifier for ResNet {
                 } else {
                     h
                 };
-                h = ops::relu(&(o + short)?)?;
+                h = ops::add_relu(&o, &short)?;
                 c_in = planes * exp;
             }
         }

@@ -308,6 +308,15 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// `relu(a + b)` (a residual block's output): one pass and one graph node on the fast path.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if use_fast(a) && same_cpu(a, &[b]) && a.shape() == b.shape() {
+        relu::add_relu(a, b)
+    } else {
+        relu(&(a + b)?)
+    }
+}
+
 /// Linear layer `x · wᵀ + b` with PyTorch's weight layout `(out, in)`.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let y = if use_fast(x) && x.rank() == 2 && w.dtype() == x.dtype() && w.device().is_cpu() {

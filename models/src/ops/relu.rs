@@ -8,6 +8,9 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 const CHUNK: usize = 1 << 14;
 
 pub(crate) struct ReluOp;
+/// `relu(a + b)` in one pass (a residual block's sum and activation); its backward is one mask
+/// shared by both inputs.
+pub(crate) struct AddReluOp;
 /// `g·[x > 0]` (gradient at 0 is 0, as in PyTorch).
 pub(crate) struct ReluMaskOp;
 
@@ -18,6 +21,17 @@ fn relu_fwd<T: Real>(x: &[T]) -> Vec<T> {
         for (y, &b) in out.iter_mut().zip(&x[s..]) {
             // `!(b <= 0)` lets NaN through, as PyTorch does, so NaN guards still see it.
             y.write(if !(b <= zero) { b } else { zero });
+        }
+    })
+}
+
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // as in `relu_fwd`
+fn add_relu_fwd<T: Real>(a: &[T], b: &[T]) -> Vec<T> {
+    let zero = T::from_f64(0.0);
+    par_fill(a.len(), CHUNK, |s, out| {
+        for ((y, &u), &v) in out.iter_mut().zip(&a[s..]).zip(&b[s..]) {
+            let x = u + v;
+            y.write(if !(x <= zero) { x } else { zero });
         }
     })
 }
@@ -45,6 +59,37 @@ impl CustomOp1 for ReluOp {
         Ok(Some(
             g.contiguous()?.apply_op2(&super::saved(x), ReluMaskOp)?,
         ))
+    }
+}
+
+impl CustomOp2 for AddReluOp {
+    fn name(&self) -> &'static str {
+        "zoo-add-relu"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        same_shape(self.name(), l1, l2)?;
+        with_float!(s1.dtype(), self.name(), |T| {
+            let a = contiguous::<T>(s1, l1, self.name())?;
+            let b = contiguous::<T>(s2, l2, self.name())?;
+            Ok(storage(add_relu_fwd(a, b), l1.shape().clone()))
+        })
+    }
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // y > 0 exactly where a + b > 0.
+        let m = g.contiguous()?.apply_op2(&y.detach(), ReluMaskOp)?;
+        Ok((a.track_op().then(|| m.clone()), b.track_op().then_some(m)))
     }
 }
 
@@ -85,4 +130,8 @@ impl CustomOp2 for ReluMaskOp {
 
 pub(crate) fn relu(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(ReluOp)
+}
+
+pub(crate) fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddReluOp)
 }
