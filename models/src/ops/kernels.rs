@@ -283,3 +283,19 @@ where
     unsafe { out.set_len(len) };
     out
 }
+
+/// [`par_fill`] for kernels that accumulate: each chunk is zeroed (in parallel, while it is in
+/// cache) before `f(start, chunk)` adds into it.
+pub(crate) fn par_zeroed<T: Real, F>(len: usize, chunk: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize, &mut [T]) + Sync,
+{
+    par_fill(len, chunk, |start, out| {
+        for v in out.iter_mut() {
+            v.write(T::from_f64(0.0));
+        }
+        // SAFETY: every element of `out` was initialised just above.
+        let init = unsafe { &mut *(out as *mut [MaybeUninit<T>] as *mut [T]) };
+        f(start, init)
+    })
+}

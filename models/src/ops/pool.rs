@@ -3,11 +3,12 @@
 //! differentiable to any order (max pooling is locally a fixed selection of inputs).
 //! Ties go to the first maximum in the window, as in PyTorch.
 
-use super::kernels::{contiguous, storage, u32_contiguous, with_float, Real};
+use super::kernels::{contiguous, par_fill, par_zeroed, storage, u32_contiguous, with_float, Real};
 use candle_core::backend::BackendStorage;
 use candle_core::WithDType as _;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Window geometry of a max pool over an `(n, c, h, w)` input.
 #[derive(Debug, Clone, Copy)]
@@ -266,26 +267,21 @@ impl CustomOp2 for GatherOp {
         let (ip, op) = plane_sizes(&self.src_shape, idx.len(), self.planes)?;
         with_float!(s.dtype(), self.name(), |T| {
             let src = contiguous::<T>(s, l, self.name())?;
-            let mut out = vec![T::from_f64(0.0); idx.len()];
-            let bad = out
-                .par_chunks_mut(op.max(1))
-                .zip(idx.par_chunks(op.max(1)))
-                .enumerate()
-                .map(|(p, (o, ix))| {
-                    let lo = p * ip;
-                    let mut bad = false;
-                    for (v, &i) in o.iter_mut().zip(ix) {
-                        let i = i as usize;
-                        if i < lo || i >= lo + ip {
-                            bad = true;
-                        } else {
-                            *v = src[i];
-                        }
+            let bad = AtomicBool::new(false);
+            let op = op.max(1);
+            let out = par_fill(idx.len(), op, |start, o| {
+                let lo = (start / op) * ip;
+                for (v, &i) in o.iter_mut().zip(&idx[start..]) {
+                    let i = i as usize;
+                    if i < lo || i >= lo + ip {
+                        bad.store(true, Ordering::Relaxed);
+                        v.write(T::from_f64(0.0));
+                    } else {
+                        v.write(src[i]);
                     }
-                    bad
-                })
-                .reduce(|| false, |a, b| a || b);
-            if bad {
+                }
+            });
+            if bad.into_inner() {
                 candle_core::bail!("{}: index outside its plane", self.name());
             }
             Ok(storage(out, li.shape().clone()))
@@ -329,26 +325,22 @@ impl CustomOp2 for ScatterAddOp {
         let (ip, op) = plane_sizes(&self.src_shape, idx.len(), self.planes)?;
         with_float!(s.dtype(), self.name(), |T| {
             let g = contiguous::<T>(s, l, self.name())?;
-            let mut out = vec![T::from_f64(0.0); self.src_shape.elem_count()];
-            let bad = out
-                .par_chunks_mut(ip.max(1))
-                .zip(idx.par_chunks(op.max(1)).zip(g.par_chunks(op.max(1))))
-                .enumerate()
-                .map(|(p, (o, (ix, gv)))| {
-                    let lo = p * ip;
-                    let mut bad = false;
-                    for (&i, &v) in ix.iter().zip(gv) {
-                        let i = i as usize;
-                        if i < lo || i >= lo + ip {
-                            bad = true;
-                        } else {
-                            o[i - lo] += v;
-                        }
+            let bad = AtomicBool::new(false);
+            // Each plane is zeroed by the task that scatters into it (no serial zero fill).
+            let ip = ip.max(1);
+            let out = par_zeroed::<T, _>(self.src_shape.elem_count(), ip, |lo, o| {
+                let p = lo / ip;
+                let (ix, gv) = (&idx[p * op..(p + 1) * op], &g[p * op..(p + 1) * op]);
+                for (&i, &v) in ix.iter().zip(gv) {
+                    let i = i as usize;
+                    if i < lo || i >= lo + ip {
+                        bad.store(true, Ordering::Relaxed);
+                    } else {
+                        o[i - lo] += v;
                     }
-                    bad
-                })
-                .reduce(|| false, |a, b| a || b);
-            if bad {
+                }
+            });
+            if bad.into_inner() {
                 candle_core::bail!("{}: index outside its plane", self.name());
             }
             Ok(storage(out, self.src_shape.clone()))
