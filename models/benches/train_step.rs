@@ -268,24 +268,34 @@ struct MetaTiming {
     meta: f64,
     /// The whole training step: `l2rw_grad_reusing`, weights, weighted real step.
     l2rw: f64,
+    /// Medians over rounds of `meta / plain` and `l2rw / plain` timed in the same round.
+    meta_ratio: f64,
+    l2rw_ratio: f64,
 }
 
-/// Times `step` for at least `secs` (and 3 steps) after a warm-up; the median in seconds.
-fn time_median(secs: f64, mut step: impl FnMut() -> Result<()>) -> Result<f64> {
-    let start = Instant::now();
-    let mut warm = 0;
-    while warm < 2 || start.elapsed().as_secs_f64() < 1.0 {
-        step()?;
-        warm += 1;
+/// A boxed benchmark step.
+type Step<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
+
+/// Times `steps` in rounds (one run of each per round, after two warm-up rounds) for at least
+/// `secs` per step and 3 rounds; each round's times in seconds.
+fn time_interleaved(secs: f64, mut steps: Vec<Step<'_>>) -> Result<Vec<Vec<f64>>> {
+    for _ in 0..2 {
+        for s in steps.iter_mut() {
+            s()?;
+        }
     }
-    let mut v = vec![];
     let start = Instant::now();
-    while start.elapsed().as_secs_f64() < secs || v.len() < 3 {
-        let t = Instant::now();
-        step()?;
-        v.push(t.elapsed().as_secs_f64());
+    let mut rounds = vec![];
+    while start.elapsed().as_secs_f64() < secs * steps.len() as f64 || rounds.len() < 3 {
+        let mut t = vec![];
+        for s in steps.iter_mut() {
+            let t0 = Instant::now();
+            s()?;
+            t.push(t0.elapsed().as_secs_f64());
+        }
+        rounds.push(t);
     }
-    Ok(median(&mut v))
+    Ok(rounds)
 }
 
 fn bench_meta(model: &str, secs: f64) -> Result<MetaTiming> {
@@ -318,35 +328,56 @@ fn bench_meta(model: &str, secs: f64) -> Result<MetaTiming> {
         ),
     };
     let lr = 0.01;
-    let mut sgd = Sgd::new(0.9, false, 0.0)?;
-    let plain = time_median(secs, || {
-        let theta = net.store().params();
-        let z = net.forward(&theta, &x, &mut Ctx::train_no_rng(true))?;
-        let loss = zl::cross_entropy(&z, &y, Reduction::Mean)?;
-        sgd.step(net.store(), &zoo_models::backprop::backward(&loss)?, lr)?;
-        Ok(())
-    })?;
-    let meta = time_median(secs, || {
-        let theta = net.store().params();
-        let g = l2rw_grad(net.as_ref(), &theta, (&x, &y), (&xm, &ym), lr, None)?;
-        l2rw_weights(&g.grads[0])?;
-        Ok(())
-    })?;
-    let mut sgd = Sgd::new(0.9, false, 0.0)?;
-    let l2rw = time_median(secs, || {
-        let theta = net.store().params();
-        let (g, inner) = l2rw_grad_reusing(net.as_ref(), &theta, (&x, &y), (&xm, &ym), lr, None)?;
-        let w = l2rw_weights(&g.grads[0])?;
-        let loss = zl::weighted_ce(inner.logits(), &y, &w, Reduction::Sum)?;
-        sgd.step(net.store(), &inner.grads(net.store(), &loss)?, lr)?;
-        Ok(())
-    })?;
+    let net = net.as_ref();
+    let (x, y, xm, ym) = (&x, &y, &xm, &ym);
+    let mut sgd_plain = Sgd::new(0.9, false, 0.0)?;
+    let mut sgd_l2rw = Sgd::new(0.9, false, 0.0)?;
+    // Interleaved, one step of each per round: the machine's speed drifts, and the ratios are
+    // taken per round so that the three steps always see the same conditions.
+    let times = time_interleaved(
+        secs,
+        vec![
+            Box::new(move || {
+                let theta = net.store().params();
+                let z = net.forward(&theta, x, &mut Ctx::train_no_rng(true))?;
+                let loss = zl::cross_entropy(&z, y, Reduction::Mean)?;
+                sgd_plain.step(net.store(), &zoo_models::backprop::backward(&loss)?, lr)?;
+                Ok(())
+            }),
+            Box::new(move || {
+                let theta = net.store().params();
+                let g = l2rw_grad(net, &theta, (x, y), (xm, ym), lr, None)?;
+                l2rw_weights(&g.grads[0])?;
+                Ok(())
+            }),
+            Box::new(move || {
+                let theta = net.store().params();
+                let (g, inner) = l2rw_grad_reusing(net, &theta, (x, y), (xm, ym), lr, None)?;
+                let w = l2rw_weights(&g.grads[0])?;
+                let loss = zl::weighted_ce(inner.logits(), y, &w, Reduction::Sum)?;
+                sgd_l2rw.step(net.store(), &inner.grads(net.store(), &loss)?, lr)?;
+                Ok(())
+            }),
+        ],
+    )?;
+    let ratio = |i: usize| {
+        let mut r: Vec<f64> = times.iter().map(|t| t[i] / t[0]).collect();
+        median(&mut r)
+    };
+    let col = |i: usize| {
+        let mut v: Vec<f64> = times.iter().map(|t| t[i]).collect();
+        median(&mut v)
+    };
+    let (plain, meta, l2rw) = (col(0), col(1), col(2));
+    let (meta_ratio, l2rw_ratio) = (ratio(1), ratio(2));
     Ok(MetaTiming {
         name,
         batches,
         plain,
         meta,
         l2rw,
+        meta_ratio,
+        l2rw_ratio,
     })
 }
 
@@ -579,7 +610,9 @@ fn main() -> Result<()> {
              `meta::l2rw_grad` (forward, backward kept differentiable, meta forward at the \
              virtual parameters, backward through both) + `l2rw_weights`. L2RW step = the \
              meta-step by `meta::l2rw_grad_reusing` + the weighted real step, whose forward is \
-             the meta-step's inner forward (same θ, same batch). Medians; goal: <= 3x.\n\n\
+             the meta-step's inner forward (same θ, same batch). The three steps are timed \
+             interleaved, one of each per round; times are medians, ratios medians of the \
+             per-round ratios. Goal: <= 3x.\n\n\
              | model | batch / meta batch | plain ms/step | meta-step ms | meta-step / plain \
              | L2RW step ms | L2RW step / plain |\n\
              |---|---|---|---|---|---|---|\n",
@@ -591,9 +624,9 @@ fn main() -> Result<()> {
                 t.batches,
                 t.plain * 1e3,
                 t.meta * 1e3,
-                t.meta / t.plain,
+                t.meta_ratio,
                 t.l2rw * 1e3,
-                t.l2rw / t.plain
+                t.l2rw_ratio
             ));
         }
     }
