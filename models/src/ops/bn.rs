@@ -302,6 +302,17 @@ pub(crate) struct BnInputGradOp {
     sums: Option<GradSums>,
 }
 
+impl BnInputGradOp {
+    /// The op for `x` with its statistics when known; it computes the gradient sums itself.
+    fn new(eps: f64, stats: Option<Arc<BnStats>>) -> Self {
+        BnInputGradOp {
+            eps,
+            stats,
+            sums: None,
+        }
+    }
+}
+
 impl CustomOp3 for BnInputGradOp {
     fn name(&self) -> &'static str {
         "zoo-bn-input-grad"
@@ -360,49 +371,45 @@ impl CustomOp3 for BnInputGradOp {
         gg: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // f = <G, γ·J(x)·g> = <γ·J G, g>.
-        let op = || BnInputGradOp {
-            eps: self.eps,
-            stats: self.stats.clone(),
-            sums: None,
-        };
-        let (d_g, d_gamma, jgg) = if gamma.track_op() {
+        let op = || BnInputGradOp::new(self.eps, self.stats.clone());
+        // J(x)·G (γ = 1): the gradient in γ and the one in x both use it.
+        let jgg = if gamma.track_op() || x.track_op() {
             let ones = Tensor::ones(gamma.elem_count(), gamma.dtype(), gamma.device())?;
-            let jgg = bn_input_grad(x, gg, &ones, op())?;
-            let d_g = g.track_op().then(|| scale(&jgg, gamma)).transpose()?;
-            (d_g, Some(channel_dot(g, &jgg)?), Some(jgg))
-        } else if g.track_op() {
-            (Some(bn_input_grad(x, gg, gamma, op())?), None, None)
-        } else {
-            (None, None, None)
-        };
-        let d_x = if x.track_op() {
-            let jgg = match jgg {
-                Some(j) => j,
-                None => {
-                    let ones = Tensor::ones(gamma.elem_count(), gamma.dtype(), gamma.device())?;
-                    bn_input_grad(x, gg, &ones, op())?
-                }
-            };
-            // With h = γ·g, f = <G, J(x) h> and J h = jg:
-            // ∂f/∂x = −(s²·a/m)·x̂ − (s/m)·[(h·x̂)·J G + (G·x̂)·J h],
-            // a = <G, h> − ΣG·Σh/m − (G·x̂)(h·x̂)/m, all sums per channel.
-            let h = scale(g, gamma)?;
-            let (n, _, r) = ncr(x.shape())?;
-            let m = (n * r) as f64;
-            let xh = normalize(x, self.eps)?.0;
-            let inv = inv_std(x, self.eps)?;
-            let hxh = channel_dot(&h, &xh)?;
-            let ggxh = channel_dot(gg, &xh)?;
-            let a = ((channel_dot(gg, &h)? - ((channel_sum(gg)? * channel_sum(&h)?)? / m)?)?
-                - ((&ggxh * &hxh)? / m)?)?;
-            let coef_xh = ((inv.sqr()? * a)? * (-1.0 / m))?;
-            let coef_jgg = ((&inv * hxh)? * (-1.0 / m))?;
-            let coef_jg = ((&inv * ggxh)? * (-1.0 / m))?;
-            let t = scale(&xh, &coef_xh)?;
-            let t = (t + scale(&jgg, &coef_jgg)?)?;
-            Some((t + scale(jg, &coef_jg)?)?)
+            Some(bn_input_grad(x, gg, &ones, op())?)
         } else {
             None
+        };
+        let d_g = match (g.track_op(), &jgg) {
+            (false, _) => None,
+            (true, Some(j)) if gamma.track_op() => Some(scale(j, gamma)?),
+            (true, _) => Some(bn_input_grad(x, gg, gamma, op())?),
+        };
+        let d_gamma = match &jgg {
+            Some(j) if gamma.track_op() => Some(channel_dot(g, j)?),
+            _ => None,
+        };
+        let d_x = match &jgg {
+            Some(jgg) if x.track_op() => {
+                // With h = γ·g, f = <G, J(x) h> and J h = jg:
+                // ∂f/∂x = −(s²·a/m)·x̂ − (s/m)·[(h·x̂)·J G + (G·x̂)·J h],
+                // a = <G, h> − ΣG·Σh/m − (G·x̂)(h·x̂)/m, all sums per channel.
+                let h = scale(g, gamma)?;
+                let (n, _, r) = ncr(x.shape())?;
+                let m = (n * r) as f64;
+                let xh = normalize(x, self.eps)?.0;
+                let inv = inv_std(x, self.eps)?;
+                let hxh = channel_dot(&h, &xh)?;
+                let ggxh = channel_dot(gg, &xh)?;
+                let a = ((channel_dot(gg, &h)? - ((channel_sum(gg)? * channel_sum(&h)?)? / m)?)?
+                    - ((&ggxh * &hxh)? / m)?)?;
+                let coef_xh = ((inv.sqr()? * a)? * (-1.0 / m))?;
+                let coef_jgg = ((&inv * hxh)? * (-1.0 / m))?;
+                let coef_jg = ((&inv * ggxh)? * (-1.0 / m))?;
+                let t = scale(&xh, &coef_xh)?;
+                let t = (t + scale(jgg, &coef_jgg)?)?;
+                Some((t + scale(jg, &coef_jg)?)?)
+            }
+            _ => None,
         };
         Ok((d_x, d_g, d_gamma))
     }
@@ -464,11 +471,7 @@ impl CustomOp2 for BnParamGradOp {
             None
         };
         let d_x = if x.track_op() {
-            let op = BnInputGradOp {
-                eps: self.eps,
-                stats: self.stats.clone(),
-                sums: None,
-            };
+            let op = BnInputGradOp::new(self.eps, self.stats.clone());
             Some(bn_input_grad(x, g, &g0, op)?)
         } else {
             None

@@ -589,6 +589,19 @@ fn if_needed(t: &Tensor, grad: impl FnOnce() -> Result<Tensor>) -> Result<Option
     t.track_op().then(grad).transpose()
 }
 
+/// `(dx, dw)` of a convolution for upstream `dy`, each only if asked for: the backward of
+/// [`Conv2dOp`] and the conv part of [`Conv2dBiasOp`]'s.
+fn conv_grads(
+    g: Geom,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let dx = if_needed(x, || input_grad(g, dy, &super::saved(w)))?;
+    let dw = if_needed(w, || weight_grad(g, &super::saved(x), dy))?;
+    Ok((dx, dw))
+}
+
 impl CustomOp2 for Conv2dOp {
     fn name(&self) -> &'static str {
         "zoo-conv2d"
@@ -619,9 +632,7 @@ impl CustomOp2 for Conv2dOp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = if_needed(x, || input_grad(self.0, dy, &super::saved(w)))?;
-        let dw = if_needed(w, || weight_grad(self.0, &super::saved(x), dy))?;
-        Ok((dx, dw))
+        conv_grads(self.0, x, w, dy)
     }
 }
 
@@ -666,8 +677,7 @@ impl CustomOp3 for Conv2dBiasOp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dx = if_needed(x, || input_grad(self.0, dy, &super::saved(w)))?;
-        let dw = if_needed(w, || weight_grad(self.0, &super::saved(x), dy))?;
+        let (dx, dw) = conv_grads(self.0, x, w, dy)?;
         let db = if_needed(b, || super::bn::channel_sum(dy))?;
         Ok((dx, dw, db))
     }
