@@ -1,7 +1,9 @@
 //! 2-D convolution as three candle custom ops that are closed under differentiation.
 //!
-//! * [`Conv2dOp`] `(x, w) → y`: im2col + gemm per image.
-//! * [`ConvInputGradOp`] `(dy, w) → dx`: `col = Wᵀ·dy`, then col2im (a transposed convolution).
+//! * [`Conv2dOp`] `(x, w) → y`: im2col + gemm per image, or Winograd F(2×2, 3×3) for 3×3
+//!   stride-1 pad-1 convolutions with at least 8 input channels (`super::winograd`).
+//! * [`ConvInputGradOp`] `(dy, w) → dx`: for stride 1 a forward convolution of `dy` with the
+//!   flipped kernels (so Winograd again for 3×3), else `col = Wᵀ·dy` and col2im.
 //! * [`ConvWeightGradOp`] `(x, dy) → dw`: `Σₙ dyₙ · im2col(xₙ)ᵀ`.
 //!
 //! All three are bilinear in their two arguments, so each one's backward is made of the other two:
@@ -10,7 +12,9 @@
 //! `dw = weight_grad(x, dy)` gives `dx = input_grad(dy, G)`, `d(dy) = conv(x, G)`.
 //! Gradients of every order are therefore exact (up to float rounding) and run on the fast path.
 
-use super::kernels::{contiguous, gemm, gemm_uninit, storage, threads, with_float, Mat, Real};
+use super::kernels::{
+    contiguous, gemm, gemm_uninit, one_piece_per_thread, storage, threads, with_float, Mat, Real,
+};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -342,7 +346,7 @@ where
         // One task per thread, so one zeroed scratch buffer per thread (rayon's adaptive
         // splitting would call the initialiser, a zero fill, once per piece).
         out.par_chunks_mut(per)
-            .with_min_len(n.div_ceil(threads()))
+            .with_min_len(one_piece_per_thread(n))
             .enumerate()
             .for_each_init(
                 || vec![T::from_f64(0.0); scratch],
@@ -358,6 +362,9 @@ where
 
 /// `y = conv(x, w)` (+ `bias[o]`, added to each image's block while it is in cache).
 fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    if super::winograd::applies(g) {
+        return super::winograd::conv3x3(g, x, w, bias);
+    }
     let (k, og, hwo) = (g.k(), g.og(), g.hwo());
     // Uninitialised: the gemms write every element (no zero fill first).
     let len = g.n * g.o * hwo;

@@ -100,6 +100,14 @@ pub(crate) fn threads() -> usize {
     rayon::current_num_threads().max(1)
 }
 
+/// `with_min_len` for a parallel iterator over `n` items that should run as one piece per
+/// thread (one scratch initialisation each): rayon splits a piece only while half of it still
+/// has `min_len` items, so `n / threads` (not `⌈n / threads⌉`, which left an odd `n` in a
+/// single piece on 2 threads, i.e. serial) gives `threads` pieces.
+pub(crate) fn one_piece_per_thread(n: usize) -> usize {
+    (n / threads()).max(1)
+}
+
 /// A row-major matrix view for [`gemm`]: base pointer, row stride and column stride.
 #[derive(Clone, Copy)]
 pub(crate) struct Mat<T> {

@@ -5,8 +5,9 @@
 //! Metal) and the fast CPU path (`Backend::Fast`, the default on CPU) whose backward passes are
 //! themselves built from differentiable ops, so second-order meta-gradients stay exact.
 //!
-//! The fast path (see `conv`, `pool`, `linear`): convolution is im2col + gemm with its input and
-//! weight gradients as custom ops of their own, each one's backward built from the other two;
+//! The fast path (see `conv`, `winograd`, `pool`, `linear`): convolution is im2col + gemm (or
+//! Winograd F(2×2, 3×3) for 3×3 stride-1 layers) with its input and weight gradients as custom
+//! ops of their own, each one's backward built from the other two;
 //! max pooling is an argmax followed by a gather whose backward is a scatter-add (and vice versa);
 //! linear produces its weight gradient directly in the `(out, in)` layout. The reference path
 //! routes to candle's ops, except max pooling: candle's `max_pool2d` backward is wrong (scaled by
@@ -22,6 +23,7 @@ mod pool;
 mod pool_env;
 mod relu;
 pub(crate) mod sgd;
+mod winograd;
 
 pub use alloc::keep_freed_memory;
 use candle_core::{DType, Result, Tensor, D};

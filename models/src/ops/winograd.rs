@@ -1,0 +1,294 @@
+//! Winograd F(2×2, 3×3) for 3×3, stride-1, pad-1 convolutions (Lavin & Gray, "Fast Algorithms
+//! for Convolutional Neural Networks", 2016), the shape of nearly every convolution in the CIFAR
+//! ResNets and of their input gradients.
+//!
+//! Each 2×2 output tile is `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`, with `d` the tile's 4×4 input
+//! window and `g` the 3×3 kernel. Summed over input channels, the element-wise product at each
+//! of the 16 transform positions `ξ` becomes one gemm `M_ξ (o × tiles) = U_ξ (o × c) · V_ξ
+//! (c × tiles)`, so the multiply count is 16/36 of the direct convolution's (2.25× fewer), and
+//! the transforms (additions only, vectorised along a row of tiles) replace the 9× im2col copy.
+//! The result equals the direct convolution up to float rounding (the transforms' entries are
+//! 0, ±1 and ±½), so gradients through it stay exact to the same tolerance.
+
+use super::conv::Geom;
+use super::kernels::{gemm, one_piece_per_thread, threads, Mat, Real};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// Below this many input channels the transform-domain gemms are too thin (inner dimension =
+/// channels) to beat im2col + one gemm (e.g. the RGB stem).
+const MIN_CHANNELS: usize = 8;
+/// Floats of transformed inputs and products (`16·(c + o)` per tile) that one chunk of images
+/// may hold: about half of a 1 MiB L2, so that the gemms read `V` and the output transform
+/// reads `M` from cache (with 2 MiB the op ran 1.5–2× slower).
+const CHUNK_FLOATS: usize = 128 * 1024;
+
+/// Whether [`conv3x3`] computes this convolution.
+pub(crate) fn applies(g: &Geom) -> bool {
+    g.kh == 3
+        && g.kw == 3
+        && g.stride == 1
+        && g.pad == 1
+        && g.groups == 1
+        && g.c >= MIN_CHANNELS
+        && g.ho == g.h
+        && g.wo == g.w
+}
+
+/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o][c]`, with
+/// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
+fn transform_weights<T: Real>(g: &Geom, w: &[T]) -> Vec<T> {
+    let (o, c) = (g.o, g.c);
+    let half = T::from_f64(0.5);
+    let mut u = vec![T::from_f64(0.0); 16 * o * c];
+    for (oc, k) in w.chunks_exact(9).enumerate() {
+        // Rows of G·g (4 × 3).
+        let mut gg = [[T::from_f64(0.0); 3]; 4];
+        for j in 0..3 {
+            let (a, b, d) = (k[j], k[3 + j], k[6 + j]);
+            gg[0][j] = a;
+            gg[1][j] = (a + b + d) * half;
+            gg[2][j] = (a - b + d) * half;
+            gg[3][j] = d;
+        }
+        for (i, r) in gg.iter().enumerate() {
+            let row = [
+                r[0],
+                (r[0] + r[1] + r[2]) * half,
+                (r[0] - r[1] + r[2]) * half,
+                r[2],
+            ];
+            for (j, v) in row.into_iter().enumerate() {
+                u[(i * 4 + j) * o * c + oc] = v;
+            }
+        }
+    }
+    u
+}
+
+/// Tiles of one image: rows, columns.
+fn tiles(g: &Geom) -> (usize, usize) {
+    (g.h.div_ceil(2), g.w.div_ceil(2))
+}
+
+/// `dst[i] = f(a[i], b[i])` over the common length (a flat loop the compiler vectorises).
+fn combine<T: Real>(dst: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
+    for (d, (x, y)) in dst.iter_mut().zip(a.iter().zip(b)) {
+        *d = f(*x, *y);
+    }
+}
+
+/// `V[ξ][ci][col0 + j]` = `(Bᵀ d B)[ξ]` of tile `j = th·(tw + 1) + t` of image `x` (`c × h × w`),
+/// with `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`; `v` holds `16 · c`
+/// rows of `cols` columns. Each tile row has one spare tile (`t = tw`, garbage that the output
+/// transform skips) so that every step below is a flat loop over a whole plane:
+///
+/// 1. the channel is split into four zero-padded planes `eo` by parity of padded row and of
+///    padded column (`e`: even columns, `o`: odd; each `th + 1` rows of `tw + 1`; padded row /
+///    column `p` is input row / column `p − 1`). Only the image's own pixels are written, so
+///    the padding stays zero from the buffer's allocation;
+/// 2. the row transform gives `r[s]` (same shape), e.g. `r[0] = e[j] − e[j + 1]`;
+/// 3. the column transform combines padded rows `2th … 2th + 3`, which are rows `th` and
+///    `th + 1` of the two row-parity planes: e.g. `V(0, s) = r_even[s][j] − r_even[s][j + tw + 1]`.
+///
+/// Per-row loops of 4–16 tiles were dominated by loop overhead.
+fn transform_input<T: Real>(
+    g: &Geom,
+    x: &[T],
+    v: &mut [T],
+    (cols, col0): (usize, usize),
+    eo: &mut [T],
+    r: &mut [T],
+) {
+    let (th_n, tw_n) = tiles(g);
+    let (h, w) = (g.h, g.w);
+    let wt = tw_n + 1; // tiles per tile row, with the spare one
+    let rlen = (th_n + 1) * wt; // one plane of eo and of r
+    let per = th_n * wt;
+    // eo planes: [row parity][e | o].
+    let plane = |par: usize, odd: usize| (par * 2 + odd) * rlen;
+    for ci in 0..g.c {
+        let xc = &x[ci * h * w..(ci + 1) * h * w];
+        for (ih, row) in xc.chunks_exact(w).enumerate() {
+            let rp = ih + 1; // padded row
+            let (par, k) = (rp % 2, rp / 2);
+            // Padded column 2j (e[j]) is input column 2j − 1; padded 2j + 1 (o[j]) is 2j.
+            let (e, o) = eo.split_at_mut(plane(par, 1));
+            let e = &mut e[plane(par, 0) + k * wt + 1..][..w / 2];
+            let o = &mut o[k * wt..][..w.div_ceil(2)];
+            for ((ev, ov), pair) in e.iter_mut().zip(o.iter_mut()).zip(row.chunks_exact(2)) {
+                *ov = pair[0];
+                *ev = pair[1];
+            }
+            if w % 2 == 1 {
+                o[w / 2] = row[w - 1];
+            }
+        }
+        for par in 0..2 {
+            let n = rlen - 1; // the last element of each r plane is a spare column
+            let (e, o) = (&eo[plane(par, 0)..][..rlen], &eo[plane(par, 1)..][..rlen]);
+            let rs = |s: usize| (s * 2 + par) * rlen;
+            combine(&mut r[rs(0)..][..n], &e[..n], &e[1..], |a, b| a - b);
+            combine(&mut r[rs(1)..][..n], &o[..n], &e[1..], |a, b| a + b);
+            combine(&mut r[rs(2)..][..n], &e[1..], &o[..n], |a, b| a - b);
+            combine(&mut r[rs(3)..][..n], &o[..n], &o[1..], |a, b| a - b);
+        }
+        for s in 0..4 {
+            let re = &r[(s * 2) * rlen..(s * 2 + 1) * rlen];
+            let ro = &r[(s * 2 + 1) * rlen..(s * 2 + 2) * rlen];
+            let (d0, d1, d2, d3) = (&re[..per], &ro[..per], &re[wt..], &ro[wt..]);
+            let row = |a: usize| ((a * 4 + s) * g.c + ci) * cols + col0;
+            combine(&mut v[row(0)..][..per], d0, d2, |a, b| a - b);
+            combine(&mut v[row(1)..][..per], d1, d2, |a, b| a + b);
+            combine(&mut v[row(2)..][..per], d2, d1, |a, b| a - b);
+            combine(&mut v[row(3)..][..per], d1, d3, |a, b| a - b);
+        }
+    }
+}
+
+/// `y = Aᵀ M A (+ bias)` for every tile of the chunk's `imgs` images, with
+/// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`; `m` holds `16 · o` rows of `cols` columns and `q`
+/// is scratch of `4 · cols`. Per output channel the transform runs over all tiles of the chunk
+/// at once (contiguous columns), then the four outputs of each tile are interleaved into `y`.
+fn transform_output<T: Real>(
+    g: &Geom,
+    m: &[T],
+    cols: usize,
+    bias: Option<&[T]>,
+    y: &mut [MaybeUninit<T>],
+    q: &mut [T],
+) {
+    let zero = T::from_f64(0.0);
+    let (th_n, tw_n) = tiles(g);
+    let wt = tw_n + 1;
+    let (h, w, hw, per) = (g.h, g.w, g.h * g.w, th_n * wt);
+    let imgs = y.len() / (g.o * hw);
+    for oi in 0..g.o {
+        let b = bias.map_or(zero, |b| b[oi]);
+        let mr = |xi: usize| &m[(xi * g.o + oi) * cols..][..cols];
+        let (q0, rest) = q.split_at_mut(cols);
+        let (q1, rest) = rest.split_at_mut(cols);
+        let (q2, q3) = rest.split_at_mut(cols);
+        let (m0, m1, m2, m3) = (mr(0), mr(1), mr(2), mr(3));
+        let (m4, m5, m6, m7) = (mr(4), mr(5), mr(6), mr(7));
+        let (m8, m9, m10, m11) = (mr(8), mr(9), mr(10), mr(11));
+        let (m12, m13, m14, m15) = (mr(12), mr(13), mr(14), mr(15));
+        for t in 0..cols {
+            // s0[j] = M[0][j] + M[1][j] + M[2][j];  s1[j] = M[1][j] − M[2][j] − M[3][j]
+            let s00 = m0[t] + m4[t] + m8[t];
+            let s01 = m1[t] + m5[t] + m9[t];
+            let s02 = m2[t] + m6[t] + m10[t];
+            let s03 = m3[t] + m7[t] + m11[t];
+            let s10 = m4[t] - m8[t] - m12[t];
+            let s11 = m5[t] - m9[t] - m13[t];
+            let s12 = m6[t] - m10[t] - m14[t];
+            let s13 = m7[t] - m11[t] - m15[t];
+            q0[t] = s00 + s01 + s02 + b;
+            q1[t] = s01 - s02 - s03 + b;
+            q2[t] = s10 + s11 + s12 + b;
+            q3[t] = s11 - s12 - s13 + b;
+        }
+        for im in 0..imgs {
+            let yo = &mut y[(im * g.o + oi) * hw..(im * g.o + oi + 1) * hw];
+            for th in 0..th_n {
+                let tiles = im * per + th * wt..im * per + th * wt + tw_n;
+                for (dr, (qa, qb)) in [(&*q0, &*q1), (&*q2, &*q3)].into_iter().enumerate() {
+                    let oh = 2 * th + dr;
+                    if oh >= h {
+                        continue;
+                    }
+                    let yr = &mut yo[oh * w..(oh + 1) * w];
+                    let (qa, qb) = (&qa[tiles.clone()], &qb[tiles.clone()]);
+                    let mut pairs = yr.chunks_exact_mut(2);
+                    for (p, (a, bb)) in (&mut pairs).zip(qa.iter().zip(qb)) {
+                        p[0].write(*a);
+                        p[1].write(*bb);
+                    }
+                    if let [last] = pairs.into_remainder() {
+                        last.write(qa[tw_n - 1]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-thread buffers: transformed inputs `v`, transform-domain products `m`, and the padded
+/// planes `eo` (zero borders, written only inside), row transforms `r` and output rows `q` of
+/// [`transform_input`] / [`transform_output`].
+struct Scratch<T> {
+    v: Vec<T>,
+    m: Vec<T>,
+    eo: Vec<T>,
+    r: Vec<T>,
+    q: Vec<T>,
+}
+
+/// `y = conv(x, w) (+ bias)` for a geometry where [`applies`] holds.
+pub(crate) fn conv3x3<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    let (c, o, hw) = (g.c, g.o, g.h * g.w);
+    let (th_n, tw_n) = tiles(g);
+    let per_image = th_n * (tw_n + 1); // with one spare tile per tile row
+    let nb = (CHUNK_FLOATS / (16 * (c + o) * per_image)).clamp(1, g.n.max(1));
+    let u = transform_weights(g, w);
+    // Uninitialised: the output transform writes every element (each pixel is in one tile).
+    let len = g.n * o * hw;
+    let mut y: Vec<T> = Vec::with_capacity(len);
+    let chunks = g.n.div_ceil(nb);
+    // One chunk: nb images through transform → 16 gemms → inverse transform.
+    let run = |ci: usize, yc: &mut [MaybeUninit<T>], s: &mut Scratch<T>, par: bool| {
+        let Scratch { v, m, eo, r, q } = s;
+        let imgs = yc.len() / (o * hw);
+        let cols = imgs * per_image;
+        let first = ci * nb;
+        for b in 0..imgs {
+            let xi = &x[(first + b) * c * hw..(first + b + 1) * c * hw];
+            transform_input(g, xi, v, (cols, b * per_image), eo, r);
+        }
+        for xi in 0..16 {
+            let ux = &u[xi * o * c..(xi + 1) * o * c];
+            let vx = &v[xi * c * cols..(xi + 1) * c * cols];
+            let mx = &mut m[xi * o * cols..(xi + 1) * o * cols];
+            gemm(
+                o,
+                cols,
+                c,
+                mx,
+                false,
+                Mat::rows(ux, c),
+                ux.len(),
+                Mat::rows(vx, cols),
+                vx.len(),
+                par,
+            );
+        }
+        transform_output(g, m, cols, bias, yc, q);
+    };
+    let zero = T::from_f64(0.0);
+    let cols = nb * per_image;
+    let scratch = || Scratch {
+        v: vec![zero; 16 * c * cols],
+        m: vec![zero; 16 * o * cols],
+        eo: vec![zero; 4 * (th_n + 1) * (tw_n + 1)],
+        r: vec![zero; 8 * (th_n + 1) * (tw_n + 1)],
+        q: vec![zero; 4 * cols],
+    };
+    if chunks >= threads() && threads() > 1 {
+        y.spare_capacity_mut()[..len]
+            .par_chunks_mut(nb * o * hw)
+            .with_min_len(one_piece_per_thread(chunks))
+            .enumerate()
+            .for_each_init(scratch, |s, (ci, yc)| run(ci, yc, s, false));
+    } else {
+        let mut s = scratch();
+        for (ci, yc) in y.spare_capacity_mut()[..len]
+            .chunks_mut(nb * o * hw)
+            .enumerate()
+        {
+            run(ci, yc, &mut s, true);
+        }
+    }
+    // SAFETY: the chunks cover `0..len` and `transform_output` writes every element of each.
+    unsafe { y.set_len(len) };
+    y
+}
