@@ -39,15 +39,18 @@ const CASES: &[Case] = &[
     // Same-width (stride 1, output width = input width) images narrower than the kernel.
     (1, 2, 1, 1, 3, 3, 1, 1, 1),
     (2, 2, 3, 2, 3, 5, 1, 2, 1),
-    // 3×3 stride 1 pad 1 with >= 8 channels in: Winograd F(2×2, 3×3) forward (and input
-    // gradient when >= 8 channels out), with even and odd sides, one-pixel images, and batches
-    // that leave a partial chunk of images.
-    (3, 8, 6, 6, 8, 3, 1, 1, 1),
-    (2, 9, 7, 5, 10, 3, 1, 1, 1),
-    (1, 8, 1, 1, 8, 3, 1, 1, 1),
+    // 3×3 stride 1 pad 1 with >= 8 channels in and images of 8×8 or more: Winograd F(2×2, 3×3)
+    // forward and weight gradient (and input gradient when >= 8 channels out), with even and
+    // odd sides and a batch that leaves a partial chunk of images; smaller images of the same
+    // shape take im2col.
+    (3, 8, 8, 10, 8, 3, 1, 1, 1),
+    (2, 8, 13, 15, 9, 3, 1, 1, 1),
+    (1, 9, 17, 13, 8, 3, 1, 1, 1),
     (2, 3, 8, 8, 12, 3, 1, 1, 1),
     (2, 12, 8, 8, 4, 3, 1, 1, 1),
-    (50, 16, 4, 4, 16, 3, 1, 1, 1),
+    (30, 16, 8, 8, 16, 3, 1, 1, 1),
+    (1, 8, 1, 1, 8, 3, 1, 1, 1),
+    (2, 9, 7, 5, 10, 3, 1, 1, 1),
 ];
 
 fn inputs(case: usize, dtype: DType) -> (Tensor, Tensor, Tensor, (usize, usize, usize)) {

@@ -363,8 +363,14 @@ where
 /// `y = conv(x, w)` (+ `bias[o]`, added to each image's block while it is in cache).
 fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     if super::winograd::applies(g) {
-        return super::winograd::conv3x3(g, x, w, bias);
+        super::winograd::conv3x3(g, x, w, bias)
+    } else {
+        conv_fwd_im2col(g, x, w, bias)
     }
+}
+
+/// [`conv_fwd`] by im2col + one gemm per image and group.
+fn conv_fwd_im2col<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (k, og, hwo) = (g.k(), g.og(), g.hwo());
     // Uninitialised: the gemms write every element (no zero fill first).
     let len = g.n * g.o * hwo;
@@ -499,6 +505,9 @@ fn transpose<T: Real>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
 /// with `colₙᵀ` as the strided view runs 2–9× slower. Each thread accumulates its own `dwᵀ`;
 /// the partial sums are added and transposed once at the end.
 fn conv_weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
+    if super::winograd::applies(g) {
+        return super::winograd::weight_grad(g, x, dy);
+    }
     let (k, og, hwo) = (g.k(), g.og(), g.hwo());
     let wlen = g.o * k;
     let col_len = if g.pointwise() { 0 } else { k * hwo };

@@ -23,8 +23,12 @@ const MIN_CHANNELS: usize = 8;
 /// reads `M` from cache (with 2 MiB the op ran 1.5–2× slower).
 const CHUNK_FLOATS: usize = 128 * 1024;
 
-/// Whether [`conv3x3`] computes this convolution.
+/// Whether [`conv3x3`] computes this convolution: the shape fits, and the image is large enough
+/// that the transform-domain products (16 per tile, tiles padded to even sides plus one spare
+/// per tile row) are at most 5/8 of the direct convolution's 9 per pixel. That holds from 8×8
+/// up (64 pixels, 20 tiles: 1.8× fewer); a 7×7 image (1.4×) ran slower than im2col.
 pub(crate) fn applies(g: &Geom) -> bool {
+    let (th, tw) = tiles(g);
     g.kh == 3
         && g.kw == 3
         && g.stride == 1
@@ -33,6 +37,7 @@ pub(crate) fn applies(g: &Geom) -> bool {
         && g.c >= MIN_CHANNELS
         && g.ho == g.h
         && g.wo == g.w
+        && 128 * th * (tw + 1) <= 45 * g.h * g.w
 }
 
 /// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o][c]`, with
@@ -291,4 +296,169 @@ pub(crate) fn conv3x3<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -
     // SAFETY: the chunks cover `0..len` and `transform_output` writes every element of each.
     unsafe { y.set_len(len) };
     y
+}
+
+/// `W[ξ][oi][col0 + j] = (A dY Aᵀ)[ξ]` for every 2×2 tile `dY` of the output gradient `dy`
+/// (`o × h × w`) of one image, `A = [[1, 0], [1, 1], [1, −1], [0, −1]]` (the transpose of the
+/// output transform's `Aᵀ`); tiles indexed as in [`transform_input`] (spare tiles are zero).
+/// `quad` is scratch of four planes of `th · (tw + 1)`: the tile corners `a b / c d`, split out
+/// of each row once, after which the 16 entries are flat loops: row `k` of `A dY` is
+/// `(p, q) = (a, b), (a + c, b + d), (a − c, b − d), (−c, −d)`, and each gives
+/// `(p, p + q, p − q, −q)`.
+fn transform_grad<T: Real>(
+    g: &Geom,
+    dy: &[T],
+    wd: &mut [T],
+    (cols, col0): (usize, usize),
+    quad: &mut [T],
+) {
+    let (th_n, tw_n) = tiles(g);
+    let (w, hw) = (g.w, g.h * g.w);
+    let wt = tw_n + 1;
+    let per = th_n * wt;
+    // Positions never written (the spare tile, the row or column past an odd side) stay zero
+    // from `quad`'s allocation: every call of one geometry writes the same positions.
+    let mut pq = vec![T::from_f64(0.0); 2 * per];
+    for oi in 0..g.o {
+        for (ih, row) in dy[oi * hw..(oi + 1) * hw].chunks_exact(w).enumerate() {
+            let (th, dr) = (ih / 2, ih % 2);
+            let (left, right) = quad.split_at_mut((dr * 2 + 1) * per);
+            let ev = &mut left[dr * 2 * per + th * wt..][..w.div_ceil(2)];
+            let od = &mut right[th * wt..][..w / 2];
+            for ((e, o), pair) in ev.iter_mut().zip(od.iter_mut()).zip(row.chunks_exact(2)) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+            if w % 2 == 1 {
+                ev[w / 2] = row[w - 1];
+            }
+        }
+        let (a, b) = (&quad[..per], &quad[per..2 * per]);
+        let (c, d) = (&quad[2 * per..3 * per], &quad[3 * per..]);
+        for k in 0..4 {
+            let (p, q) = pq.split_at_mut(per);
+            match k {
+                0 => {
+                    p.copy_from_slice(a);
+                    q.copy_from_slice(b);
+                }
+                1 => {
+                    combine(p, a, c, |x, y| x + y);
+                    combine(q, b, d, |x, y| x + y);
+                }
+                2 => {
+                    combine(p, a, c, |x, y| x - y);
+                    combine(q, b, d, |x, y| x - y);
+                }
+                _ => {
+                    combine(p, c, c, |x, _| T::from_f64(0.0) - x);
+                    combine(q, d, d, |x, _| T::from_f64(0.0) - x);
+                }
+            }
+            let row = |s: usize| ((k * 4 + s) * g.o + oi) * cols + col0;
+            wd[row(0)..][..per].copy_from_slice(p);
+            combine(&mut wd[row(1)..][..per], p, q, |x, y| x + y);
+            combine(&mut wd[row(2)..][..per], p, q, |x, y| x - y);
+            combine(&mut wd[row(3)..][..per], q, q, |x, _| T::from_f64(0.0) - x);
+        }
+    }
+}
+
+/// `dw = Gᵀ S G` for each `(o, c)`, with `S[ξ][c][o]` the transform-domain sums.
+fn inverse_transform_weights<T: Real>(g: &Geom, s: &[T]) -> Vec<T> {
+    let (o, c) = (g.o, g.c);
+    let half = T::from_f64(0.5);
+    let mut dw = vec![T::from_f64(0.0); o * c * 9];
+    for oi in 0..o {
+        for ci in 0..c {
+            let at = |a: usize, b: usize| s[((a * 4 + b) * c + ci) * o + oi];
+            // t = S·G (4 × 3), then dw = Gᵀ·t.
+            let mut t = [[T::from_f64(0.0); 3]; 4];
+            for (a, ta) in t.iter_mut().enumerate() {
+                let (s0, s1, s2, s3) = (at(a, 0), at(a, 1), at(a, 2), at(a, 3));
+                *ta = [
+                    s0 + (s1 + s2) * half,
+                    (s1 - s2) * half,
+                    (s1 + s2) * half + s3,
+                ];
+            }
+            let k = &mut dw[(oi * c + ci) * 9..(oi * c + ci + 1) * 9];
+            for j in 0..3 {
+                k[j] = t[0][j] + (t[1][j] + t[2][j]) * half;
+                k[3 + j] = (t[1][j] - t[2][j]) * half;
+                k[6 + j] = (t[1][j] + t[2][j]) * half + t[3][j];
+            }
+        }
+    }
+    dw
+}
+
+/// `dw = Σₙ Σ_tiles Gᵀ [(A dY Aᵀ) ⊙ (Bᵀ d B)] G` for a geometry where [`applies`] holds: the
+/// weight gradient of [`conv3x3`] (`⟨dY, Aᵀ[U ⊙ V]A⟩ = ⟨Gᵀ[(A dY Aᵀ) ⊙ V]G, g⟩`). Per transform
+/// position one gemm `Sᵀ_ξ (c × o) += V_ξ (c × tiles) · W_ξᵀ`, whose inner dimension is the
+/// number of tiles (long, so the gemm runs near peak), with 2.25× fewer multiplies than
+/// im2col. Each thread sums its own chunks; the sums are added and transformed back once.
+pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
+    let (c, o, hw) = (g.c, g.o, g.h * g.w);
+    let (th_n, tw_n) = tiles(g);
+    let wt = tw_n + 1;
+    let per_image = th_n * wt;
+    let nb = (CHUNK_FLOATS / (16 * (c + o) * per_image)).clamp(1, g.n.max(1));
+    let chunks = g.n.div_ceil(nb);
+    let zero = T::from_f64(0.0);
+    let slen = 16 * c * o;
+    // Sums chunks `range` into a fresh `S`.
+    let sum_chunks = |range: std::ops::Range<usize>, par: bool| -> Vec<T> {
+        let cols_max = nb * per_image;
+        let mut v = vec![zero; 16 * c * cols_max];
+        let mut wd = vec![zero; 16 * o * cols_max];
+        let mut eo = vec![zero; 4 * (th_n + 1) * wt];
+        let mut r = vec![zero; 8 * (th_n + 1) * wt];
+        let mut quad = vec![zero; 4 * per_image];
+        let mut s = vec![zero; slen];
+        for ci in range {
+            let first = ci * nb;
+            let imgs = nb.min(g.n - first);
+            let cols = imgs * per_image;
+            for b in 0..imgs {
+                let img = first + b;
+                let at = (cols, b * per_image);
+                transform_input(g, &x[img * c * hw..][..c * hw], &mut v, at, &mut eo, &mut r);
+                transform_grad(g, &dy[img * o * hw..][..o * hw], &mut wd, at, &mut quad);
+            }
+            for xi in 0..16 {
+                let vx = &v[xi * c * cols..(xi + 1) * c * cols];
+                let wx = &wd[xi * o * cols..(xi + 1) * o * cols];
+                gemm(
+                    c,
+                    o,
+                    cols,
+                    &mut s[xi * c * o..(xi + 1) * c * o],
+                    true,
+                    Mat::rows(vx, cols),
+                    vx.len(),
+                    Mat::rows_t(wx, cols),
+                    wx.len(),
+                    par,
+                );
+            }
+        }
+        s
+    };
+    let nt = threads();
+    let mut parts: Vec<Vec<T>> = if chunks >= nt && nt > 1 {
+        (0..nt)
+            .into_par_iter()
+            .map(|t| sum_chunks(t * chunks / nt..(t + 1) * chunks / nt, false))
+            .collect()
+    } else {
+        vec![sum_chunks(0..chunks, true)]
+    };
+    let mut s = parts.pop().unwrap_or_else(|| vec![zero; slen]);
+    for p in parts {
+        for (a, b) in s.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    inverse_transform_weights(g, &s)
 }
