@@ -500,14 +500,18 @@ fn parse_args() -> Result<Args> {
 fn main() -> Result<()> {
     // candle's elementwise pool: no spinning, no workers on a few-core machine, as the binaries.
     zoo_models::ops::tame_candle_pool(1);
-    // Second-order gradients need this before any backward pass; it costs nothing here and keeps
-    // the benchmark on the same code path as the meta-learning experiments.
-    // First-order backward passes run on a detached worker, as in the binaries.
-    zoo_models::backprop::start_detached_threads(1);
     let args = parse_args()?;
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
-        .build_global()?;
+    // As in the binaries: second-order gradients on this thread, first-order backward passes
+    // detached on rayon's pool, which start_detached_threads builds with --threads threads.
+    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    zoo_models::backprop::start_detached_threads(1);
+    if rayon::current_num_threads() != args.threads {
+        bail!(
+            "rayon's pool has {} threads, not --threads {}",
+            rayon::current_num_threads(),
+            args.threads
+        );
+    }
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/bench/torch_bench.py"

@@ -138,7 +138,9 @@ pub fn require_second_order() -> Result<()> {
         "second-order gradients are not available on this thread: candle detaches gradients \
          unless CANDLE_GRAD_DO_NOT_DETACH=1 is set before the thread's first backward() \
          (`cargo run`/`cargo test` get it from .cargo/config.toml; a binary must set it first \
-         thing in main). Meta-gradients would be silently wrong without it."
+         thing in main; rayon's pool threads detach once zoo_models::backprop::\
+         start_detached_threads has run, so run meta-steps outside parallel loops). \
+         Meta-gradients would be silently wrong without it."
     )
 }
 
