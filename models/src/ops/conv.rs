@@ -214,9 +214,11 @@ fn for_kernel_positions(
 /// falls in the padding. A zero-initialised buffer used only by `im2col` of one geometry keeps
 /// that (every call writes the same positions), so the padding is zeroed once per buffer, not
 /// once per image (it was a tenth of a LeNet convolution's time).
-fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
+///
+/// Rows are `stride` apart (`>= hwo`; the columns past `hwo` are left as they are).
+fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T], stride: usize) {
     if g.same_width() {
-        return im2col_same_width(g, x, col);
+        return im2col_same_width(g, x, col, stride);
     }
     let (s, p, hwo, wo) = (g.stride, g.pad, g.hwo(), g.wo);
     for_kernel_positions(g, |ki, kj, rows| {
@@ -227,7 +229,7 @@ fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
         let start = lo * s + kj - p;
         for (ci, row) in rows {
             let xc = &x[ci * g.hw()..(ci + 1) * g.hw()];
-            let dst = &mut col[row * hwo..(row + 1) * hwo];
+            let dst = &mut col[row * stride..][..hwo];
             for oh in 0..g.ho {
                 let ih = (oh * s + ki) as isize - p as isize;
                 if ih < 0 || ih >= g.h as isize {
@@ -250,8 +252,8 @@ fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
 /// [`im2col`] for a [`Geom::same_width`] convolution: per row, one copy of the shifted image,
 /// then the boundary columns (which read a neighbouring image row) set to zero. Like [`im2col`],
 /// leaves the rows and ends that fall in the padding as they are (zeros).
-fn im2col_same_width<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
-    let (w, hw, hwo) = (g.w, g.hw(), g.hwo());
+fn im2col_same_width<T: Real>(g: &Geom, x: &[T], col: &mut [T], stride: usize) {
+    let (w, hw) = (g.w, g.hw());
     for_kernel_positions(g, |ki, kj, rows| {
         let Shift {
             rows: out_rows,
@@ -261,7 +263,7 @@ fn im2col_same_width<T: Real>(g: &Geom, x: &[T], col: &mut [T]) {
         let cols = g.valid_cols(kj);
         let span = out_rows.start * w..out_rows.end * w;
         for (ci, row) in rows {
-            let d = &mut col[row * hwo..][span.clone()];
+            let d = &mut col[row * stride..][span.clone()];
             d[block.clone()].copy_from_slice(&x[ci * hw + src..][..block.len()]);
             zero_edge_columns(d, w, cols);
         }
@@ -369,52 +371,72 @@ fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     }
 }
 
+/// Row stride of [`conv_fwd_im2col`]'s column matrix: `hwo` rounded up to a multiple of 16 (the
+/// f32 lanes of an AVX-512 register). With a column count that is not a multiple, `gemm` first
+/// copies ("packs") the whole column matrix (7 % of a LeNet step, whose 14×14 and 7×7 maps have
+/// 196 and 49 columns); with zero-padded columns it reads it in place and writes a padded output,
+/// which is copied out (the output is `k` times smaller than the column matrix).
+fn col_stride(g: &Geom) -> usize {
+    if g.pointwise() {
+        g.hwo()
+    } else {
+        g.hwo().next_multiple_of(16)
+    }
+}
+
 /// [`conv_fwd`] by im2col + one gemm per image and group.
 fn conv_fwd_im2col<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (k, og, hwo) = (g.k(), g.og(), g.hwo());
-    // Uninitialised: the gemms write every element (no zero fill first).
+    let stride = col_stride(g);
+    let padded = stride != hwo;
+    // Uninitialised: the gemms (or the copies out of their padded outputs) write every element.
     let len = g.n * g.o * hwo;
     let mut y: Vec<T> = Vec::with_capacity(len);
-    let scratch = if g.pointwise() { 0 } else { k * hwo };
+    let scratch = match (g.pointwise(), padded) {
+        (true, _) => 0,
+        (false, false) => k * hwo,
+        (false, true) => (k + og) * stride,
+    };
     per_image(
         &mut y.spare_capacity_mut()[..len],
         g.o * hwo,
         scratch,
-        |i, yi, col, par| {
+        |i, yi, buf, par| {
+            let (col, out) = buf.split_at_mut(if g.pointwise() { 0 } else { k * stride });
             for gi in 0..g.groups {
                 let xg = &x[(i * g.c + gi * g.cg()) * g.hw()..][..g.cg() * g.hw()];
                 let cols: &[T] = if g.pointwise() {
                     xg
                 } else {
-                    im2col(g, xg, col);
+                    im2col(g, xg, col, stride);
                     col
                 };
                 let wg = &w[gi * og * k..(gi + 1) * og * k];
                 let yg = &mut yi[gi * og * hwo..(gi + 1) * og * hwo];
-                gemm_uninit(
-                    og,
-                    hwo,
-                    k,
-                    yg,
-                    Mat::rows(wg, k),
-                    wg.len(),
-                    Mat::rows(cols, hwo),
-                    cols.len(),
-                    par,
-                );
+                let (a, b) = (Mat::rows(wg, k), Mat::rows(cols, stride));
+                if padded {
+                    gemm(og, stride, k, out, false, a, wg.len(), b, cols.len(), par);
+                    for (dst, src) in yg.chunks_exact_mut(hwo).zip(out.chunks_exact(stride)) {
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            d.write(*s);
+                        }
+                    }
+                } else {
+                    gemm_uninit(og, hwo, k, yg, a, wg.len(), b, cols.len(), par);
+                }
             }
             if let Some(b) = bias {
                 for (yo, bo) in yi.chunks_exact_mut(hwo).zip(b) {
                     for v in yo {
-                        // SAFETY: written by the gemm above.
+                        // SAFETY: written by the gemm or the copy above.
                         unsafe { *v.assume_init_mut() += *bo };
                     }
                 }
             }
         },
     );
-    // SAFETY: per_image hands out every image's block of `o·hwo` elements, and the groups'
-    // gemms write all of it.
+    // SAFETY: per_image hands out every image's block of `o·hwo` elements, and each group's
+    // gemm or copy writes all of its `og·hwo`.
     unsafe { y.set_len(len) };
     y
 }
@@ -519,7 +541,7 @@ fn conv_weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
             let cols: &[T] = if g.pointwise() {
                 xg
             } else {
-                im2col(g, xg, col);
+                im2col(g, xg, col, hwo);
                 col
             };
             let dyg = &dy[(i * g.o + gi * og) * hwo..][..og * hwo];
