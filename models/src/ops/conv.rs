@@ -13,7 +13,8 @@
 //! Gradients of every order are therefore exact (up to float rounding) and run on the fast path.
 
 use super::kernels::{
-    contiguous, gemm, gemm_uninit, one_piece_per_thread, storage, threads, with_float, Mat, Real,
+    contiguous, gemm, gemm_uninit, one_piece_per_thread, storage, sum_per_thread, threads,
+    with_float, Mat, Real,
 };
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -249,24 +250,34 @@ fn im2col<T: Real>(g: &Geom, x: &[T], col: &mut [T], stride: usize) {
     });
 }
 
+/// For a [`Geom::same_width`] convolution, calls `f(ci, row, span, shift, valid)` for every
+/// im2col row: `span` is the part of the row whose output rows read inside the image, `shift`
+/// where it reads the channel plane and `valid` the output columns that do not wrap into a
+/// neighbouring image row (see [`Shift`], [`Geom::valid_cols`]).
+fn for_same_width_rows<F>(g: &Geom, mut f: F)
+where
+    F: FnMut(usize, usize, std::ops::Range<usize>, &Shift, (usize, usize)),
+{
+    for_kernel_positions(g, |ki, kj, rows| {
+        let shift = g.shift(ki, kj);
+        let valid = g.valid_cols(kj);
+        let span = shift.rows.start * g.w..shift.rows.end * g.w;
+        for (ci, row) in rows {
+            f(ci, row, span.clone(), &shift, valid);
+        }
+    });
+}
+
 /// [`im2col`] for a [`Geom::same_width`] convolution: per row, one copy of the shifted image,
 /// then the boundary columns (which read a neighbouring image row) set to zero. Like [`im2col`],
 /// leaves the rows and ends that fall in the padding as they are (zeros).
 fn im2col_same_width<T: Real>(g: &Geom, x: &[T], col: &mut [T], stride: usize) {
     let (w, hw) = (g.w, g.hw());
-    for_kernel_positions(g, |ki, kj, rows| {
-        let Shift {
-            rows: out_rows,
-            block,
-            src,
-        } = g.shift(ki, kj);
-        let cols = g.valid_cols(kj);
-        let span = out_rows.start * w..out_rows.end * w;
-        for (ci, row) in rows {
-            let d = &mut col[row * stride..][span.clone()];
-            d[block.clone()].copy_from_slice(&x[ci * hw + src..][..block.len()]);
-            zero_edge_columns(d, w, cols);
-        }
+    for_same_width_rows(g, |ci, row, span, sh, valid| {
+        let d = &mut col[row * stride..][span];
+        let n = sh.block.len();
+        d[sh.block.clone()].copy_from_slice(&x[ci * hw + sh.src..][..n]);
+        zero_edge_columns(d, w, valid);
     });
 }
 
@@ -311,23 +322,15 @@ fn col2im<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
 /// of padding) are zeroed, then each row is added to the image in one contiguous pass.
 fn col2im_same_width<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
     let (w, hw, hwo) = (g.w, g.hw(), g.hwo());
-    for_kernel_positions(g, |ki, kj, rows| {
-        let Shift {
-            rows: out_rows,
-            block,
-            src,
-        } = g.shift(ki, kj);
-        let cols = g.valid_cols(kj);
-        let span = out_rows.start * w..out_rows.end * w;
-        for (ci, row) in rows {
-            let s = &mut col[row * hwo..][span.clone()];
-            zero_edge_columns(s, w, cols);
-            for (xv, v) in x[ci * hw + src..][..block.len()]
-                .iter_mut()
-                .zip(&s[block.clone()])
-            {
-                *xv += *v;
-            }
+    for_same_width_rows(g, |ci, row, span, sh, valid| {
+        let s = &mut col[row * hwo..][span];
+        zero_edge_columns(s, w, valid);
+        let n = sh.block.len();
+        for (xv, v) in x[ci * hw + sh.src..][..n]
+            .iter_mut()
+            .zip(&s[sh.block.clone()])
+        {
+            *xv += *v;
         }
     });
 }
@@ -560,34 +563,14 @@ fn conv_weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
             );
         }
     };
-    let nt = threads();
-    let parts: Vec<Vec<T>> = if g.n >= nt && nt > 1 {
-        (0..nt)
-            .into_par_iter()
-            .map(|t| {
-                let mut dwt = vec![zero; wlen];
-                let mut col = vec![zero; col_len]; // zeroed for im2col
-                for i in (t * g.n / nt)..((t + 1) * g.n / nt) {
-                    add_image(i, &mut dwt, &mut col, false);
-                }
-                dwt
-            })
-            .collect()
-    } else {
+    let dwt = sum_per_thread(g.n, wlen, |images, par| {
         let mut dwt = vec![zero; wlen];
-        let mut col = vec![zero; col_len];
-        for i in 0..g.n {
-            add_image(i, &mut dwt, &mut col, true);
+        let mut col = vec![zero; col_len]; // zeroed for im2col
+        for i in images {
+            add_image(i, &mut dwt, &mut col, par);
         }
-        vec![dwt]
-    };
-    let mut it = parts.into_iter();
-    let mut dwt = it.next().unwrap_or_else(|| vec![zero; wlen]);
-    for p in it {
-        for (a, b) in dwt.iter_mut().zip(p) {
-            *a += b;
-        }
-    }
+        dwt
+    });
     let mut dw = vec![zero; wlen];
     for gi in 0..g.groups {
         let r = gi * k * og..(gi + 1) * k * og;

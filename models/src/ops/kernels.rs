@@ -108,6 +108,32 @@ pub(crate) fn one_piece_per_thread(n: usize) -> usize {
     (n / threads()).max(1)
 }
 
+/// `Σ` over threads of `f(range, false)`, `0..n` split into one contiguous range per thread and
+/// the per-thread results (vectors of `len`) added elementwise: for reductions such as a
+/// weight gradient, where each thread accumulates its own items into its own buffer. With fewer
+/// items than threads, `f(0..n, true)` runs here alone (`true`: its gemms may go parallel).
+pub(crate) fn sum_per_thread<T: Real, F>(n: usize, len: usize, f: F) -> Vec<T>
+where
+    F: Fn(std::ops::Range<usize>, bool) -> Vec<T> + Sync,
+{
+    let nt = threads();
+    let mut parts: Vec<Vec<T>> = if n >= nt && nt > 1 {
+        (0..nt)
+            .into_par_iter()
+            .map(|t| f(t * n / nt..(t + 1) * n / nt, false))
+            .collect()
+    } else {
+        vec![f(0..n, true)]
+    };
+    let mut sum = parts.pop().unwrap_or_else(|| vec![T::from_f64(0.0); len]);
+    for p in parts {
+        for (a, b) in sum.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    sum
+}
+
 /// A row-major matrix view for [`gemm`]: base pointer, row stride and column stride.
 #[derive(Clone, Copy)]
 pub(crate) struct Mat<T> {

@@ -11,7 +11,7 @@
 //! 0, ±1 and ±½), so gradients through it stay exact to the same tolerance.
 
 use super::conv::Geom;
-use super::kernels::{gemm, one_piece_per_thread, threads, Mat, Real};
+use super::kernels::{gemm, one_piece_per_thread, sum_per_thread, threads, Mat, Real};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -445,20 +445,6 @@ pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
         }
         s
     };
-    let nt = threads();
-    let mut parts: Vec<Vec<T>> = if chunks >= nt && nt > 1 {
-        (0..nt)
-            .into_par_iter()
-            .map(|t| sum_chunks(t * chunks / nt..(t + 1) * chunks / nt, false))
-            .collect()
-    } else {
-        vec![sum_chunks(0..chunks, true)]
-    };
-    let mut s = parts.pop().unwrap_or_else(|| vec![zero; slen]);
-    for p in parts {
-        for (a, b) in s.iter_mut().zip(p) {
-            *a += b;
-        }
-    }
+    let s = sum_per_thread(chunks, slen, sum_chunks);
     inverse_transform_weights(g, &s)
 }
