@@ -244,7 +244,8 @@ pub(crate) fn conv3x3<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -
     let run = |ci: usize, yc: &mut [MaybeUninit<T>], s: &mut Scratch<T>, par: bool| {
         let Scratch { v, m, eo, r, q } = s;
         let imgs = yc.len() / (o * hw);
-        let cols = imgs * per_image;
+        // Row stride of V and M: a multiple of 16 (f32 lanes), else gemm copies V before use.
+        let cols = (imgs * per_image).next_multiple_of(16);
         let first = ci * nb;
         for b in 0..imgs {
             let xi = &x[(first + b) * c * hw..(first + b + 1) * c * hw];
@@ -270,7 +271,7 @@ pub(crate) fn conv3x3<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -
         transform_output(g, m, cols, bias, yc, q);
     };
     let zero = T::from_f64(0.0);
-    let cols = nb * per_image;
+    let cols = (nb * per_image).next_multiple_of(16);
     let scratch = || Scratch {
         v: vec![zero; 16 * c * cols],
         m: vec![zero; 16 * o * cols],
