@@ -70,9 +70,9 @@ fn peek_flag(args: &[String], flag: &str) -> Option<String> {
 /// 1. Sets `CANDLE_GRAD_DO_NOT_DETACH=1`. candle reads it once per thread at that thread's first
 ///    `backward()`; without it every second-order gradient (L2RW, MWN, MLNT meta-steps) is
 ///    silently wrong. Setting environment variables is only sound while the process has a single
-///    thread, hence "first statement". Before it, starts the detached workers of
-///    [`zoo_models::backprop`] (one per `--jobs`), which run first-order backward passes without
-///    keeping gradient graphs; sizes candle's elementwise pool
+///    thread, hence "first statement". Before it, builds rayon's pool with threads that run
+///    first-order backward passes without keeping gradient graphs, and fallback workers (one per
+///    `--jobs`) ([`zoo_models::backprop`]); sizes candle's elementwise pool
 ///    ([`zoo_models::ops::tame_candle_pool`]: no spinning, and no workers with `--jobs N`, N > 1,
 ///    or on at most 4 cores) and keeps freed buffers mapped
 ///    ([`zoo_models::ops::keep_freed_memory`]).
@@ -102,8 +102,8 @@ pub fn init_process() {
         std::env::set_var("HF_HOME", dir);
     }
     // Last of the environment: sets CANDLE_GRAD_DO_NOT_DETACH=1 for this and every later thread,
-    // after starting the workers (one per run side by side) that run first-order backward passes
-    // detached (zoo_models::backprop).
+    // after building rayon's pool with threads that run first-order backward passes detached
+    // (and fallback workers, one per run side by side; zoo_models::backprop).
     zoo_models::backprop::start_detached_threads(jobs);
     // Fix the recorded git revision to the code this process started from.
     let _ = crate::results::git_revision();

@@ -700,7 +700,7 @@ fn errors_are_clear() {
 
 #[test]
 fn detached_backward_matches_backward() {
-    // `backprop::backward` (first-order passes, on a detached worker when one runs) must give the
+    // `backprop::backward` (first-order passes, on detaching threads when they run) must give the
     // same gradients as `Tensor::backward`, and they must carry no graph.
     let mut rng = StdRng::seed_from_u64(8);
     let (model, p) = mlp_problem(&mut rng);
