@@ -4,7 +4,8 @@
 //!   stride-1 pad-1 convolutions with at least 8 input channels (`super::winograd`).
 //! * [`ConvInputGradOp`] `(dy, w) → dx`: for stride 1 a forward convolution of `dy` with the
 //!   flipped kernels (so Winograd again for 3×3), else `col = Wᵀ·dy` and col2im.
-//! * [`ConvWeightGradOp`] `(x, dy) → dw`: `Σₙ dyₙ · im2col(xₙ)ᵀ`.
+//! * [`ConvWeightGradOp`] `(x, dy) → dw`: `Σₙ dyₙ · im2col(xₙ)ᵀ`, or its Winograd form where the
+//!   forward is Winograd.
 //!
 //! All three are bilinear in their two arguments, so each one's backward is made of the other two:
 //! `y = conv(x, w)` gives `dx = input_grad(dy, w)`, `dw = weight_grad(x, dy)`;
@@ -13,12 +14,11 @@
 //! Gradients of every order are therefore exact (up to float rounding) and run on the fast path.
 
 use super::kernels::{
-    contiguous, gemm, gemm_uninit, one_piece_per_thread, storage, sum_per_thread, threads,
-    with_float, Mat, Real,
+    contiguous, gemm, gemm_uninit, lane_padded, per_chunk, storage, sum_per_thread, with_float,
+    Mat, Real,
 };
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// Shapes and hyper-parameters shared by the three ops of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,34 +335,13 @@ fn col2im_same_width<T: Real>(g: &Geom, col: &mut [T], x: &mut [T]) {
     });
 }
 
-/// Run `f(image, out_chunk, scratch)` for every image, in parallel over the batch when it has at
-/// least one image per thread (each gemm then runs single-threaded), else sequentially with
-/// multi-threaded gemms. The scratch buffers start zeroed and live for this call only, as
-/// [`im2col`] needs.
+/// Run `f(image, out_chunk, scratch, parallel)` for every image ([`per_chunk`]). The scratch
+/// buffers start zeroed and live for this call only, as [`im2col`] needs.
 fn per_image<O: Send, T: Real, F>(out: &mut [O], per: usize, scratch: usize, f: F)
 where
     F: Fn(usize, &mut [O], &mut Vec<T>, bool) + Sync + Send,
 {
-    if out.is_empty() || per == 0 {
-        return;
-    }
-    let n = out.len() / per;
-    if n >= threads() && threads() > 1 {
-        // One task per thread, so one zeroed scratch buffer per thread (rayon's adaptive
-        // splitting would call the initialiser, a zero fill, once per piece).
-        out.par_chunks_mut(per)
-            .with_min_len(one_piece_per_thread(n))
-            .enumerate()
-            .for_each_init(
-                || vec![T::from_f64(0.0); scratch],
-                |buf, (i, o)| f(i, o, buf, false),
-            );
-    } else {
-        let mut buf = vec![T::from_f64(0.0); scratch];
-        for (i, o) in out.chunks_mut(per).enumerate() {
-            f(i, o, &mut buf, true)
-        }
-    }
+    per_chunk(out, per, || vec![T::from_f64(0.0); scratch], f);
 }
 
 /// `y = conv(x, w)` (+ `bias[o]`, added to each image's block while it is in cache).
@@ -374,16 +353,15 @@ fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     }
 }
 
-/// Row stride of [`conv_fwd_im2col`]'s column matrix: `hwo` rounded up to a multiple of 16 (the
-/// f32 lanes of an AVX-512 register). With a column count that is not a multiple, `gemm` first
-/// copies ("packs") the whole column matrix (7 % of a LeNet step, whose 14×14 and 7×7 maps have
-/// 196 and 49 columns); with zero-padded columns it reads it in place and writes a padded output,
+/// Row stride of [`conv_fwd_im2col`]'s column matrix: `hwo` [`lane_padded`]. Unpadded, `gemm`
+/// first copied the whole column matrix (7 % of a LeNet step, whose 14×14 and 7×7 maps have 196
+/// and 49 columns); with zero-padded columns it reads it in place and writes a padded output,
 /// which is copied out (the output is `k` times smaller than the column matrix).
 fn col_stride(g: &Geom) -> usize {
     if g.pointwise() {
         g.hwo()
     } else {
-        g.hwo().next_multiple_of(16)
+        lane_padded(g.hwo())
     }
 }
 

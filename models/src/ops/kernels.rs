@@ -108,6 +108,41 @@ pub(crate) fn one_piece_per_thread(n: usize) -> usize {
     (n / threads()).max(1)
 }
 
+/// Runs `f(index, chunk, scratch, parallel)` for every `per`-element chunk of `out` (the last
+/// may be shorter). With at least as many chunks as threads: in parallel, one piece per thread
+/// and one `scratch()` each (rayon's adaptive splitting would call the initialiser once per
+/// piece), `parallel` false so each chunk's gemms run single-threaded; else in order on this
+/// thread with one scratch and `parallel` true.
+pub(crate) fn per_chunk<O, S, I, F>(out: &mut [O], per: usize, scratch: I, f: F)
+where
+    O: Send,
+    I: Fn() -> S + Sync + Send,
+    F: Fn(usize, &mut [O], &mut S, bool) + Sync + Send,
+{
+    if out.is_empty() || per == 0 {
+        return;
+    }
+    let n = out.len().div_ceil(per);
+    if n >= threads() && threads() > 1 {
+        out.par_chunks_mut(per)
+            .with_min_len(one_piece_per_thread(n))
+            .enumerate()
+            .for_each_init(scratch, |s, (i, o)| f(i, o, s, false));
+    } else {
+        let mut s = scratch();
+        for (i, o) in out.chunks_mut(per).enumerate() {
+            f(i, o, &mut s, true)
+        }
+    }
+}
+
+/// `n` rounded up to a multiple of 16, the f32 lanes of an AVX-512 register: `gemm` copies
+/// ("packs") an operand whose extent along its vector dimension is not a multiple before
+/// multiplying, so the zoo's kernels pad such matrices with columns of their own instead.
+pub(crate) fn lane_padded(n: usize) -> usize {
+    n.next_multiple_of(16)
+}
+
 /// `Σ` over threads of `f(range, false)`, `0..n` split into one contiguous range per thread and
 /// the per-thread results (vectors of `len`) added elementwise: for reductions such as a
 /// weight gradient, where each thread accumulates its own items into its own buffer. With fewer

@@ -6,13 +6,12 @@
 //! window and `g` the 3×3 kernel. Summed over input channels, the element-wise product at each
 //! of the 16 transform positions `ξ` becomes one gemm `M_ξ (o × tiles) = U_ξ (o × c) · V_ξ
 //! (c × tiles)`, so the multiply count is 16/36 of the direct convolution's (2.25× fewer), and
-//! the transforms (additions only, vectorised along a row of tiles) replace the 9× im2col copy.
+//! the transforms (additions only, flat loops over whole planes) replace the 9× im2col copy.
 //! The result equals the direct convolution up to float rounding (the transforms' entries are
 //! 0, ±1 and ±½), so gradients through it stay exact to the same tolerance.
 
 use super::conv::Geom;
-use super::kernels::{gemm, one_piece_per_thread, sum_per_thread, threads, Mat, Real};
-use rayon::prelude::*;
+use super::kernels::{gemm, lane_padded, per_chunk, sum_per_thread, Mat, Real};
 use std::mem::MaybeUninit;
 
 /// Below this many input channels the transform-domain gemms are too thin (inner dimension =
@@ -76,6 +75,45 @@ fn tiles(g: &Geom) -> (usize, usize) {
     (g.h.div_ceil(2), g.w.div_ceil(2))
 }
 
+/// Tiles per image (with one spare tile per tile row, see [`transform_input`]) and images per
+/// chunk (as many as [`CHUNK_FLOATS`] allows, at least one).
+fn chunking(g: &Geom) -> (usize, usize) {
+    let (th, tw) = tiles(g);
+    let per_image = th * (tw + 1);
+    let nb = (CHUNK_FLOATS / (16 * (g.c + g.o) * per_image)).clamp(1, g.n.max(1));
+    (per_image, nb)
+}
+
+/// [`transform_input`]'s scratch: the parity-split padded planes `eo` (zero borders, written
+/// only inside) and the row transforms `r`.
+struct PlaneScratch<T> {
+    eo: Vec<T>,
+    r: Vec<T>,
+}
+
+impl<T: Real> PlaneScratch<T> {
+    fn new(g: &Geom) -> Self {
+        let (th, tw) = tiles(g);
+        let plane = (th + 1) * (tw + 1);
+        let zero = T::from_f64(0.0);
+        PlaneScratch {
+            eo: vec![zero; 4 * plane],
+            r: vec![zero; 8 * plane],
+        }
+    }
+}
+
+/// `even ← row[0], row[2], …` (`⌈w/2⌉`) and `odd ← row[1], row[3], …` (`⌊w/2⌋`).
+fn split_columns<T: Copy>(row: &[T], even: &mut [T], odd: &mut [T]) {
+    for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+        *e = pair[0];
+        *o = pair[1];
+    }
+    if row.len() % 2 == 1 {
+        even[row.len() / 2] = row[row.len() - 1];
+    }
+}
+
 /// `dst[i] = f(a[i], b[i])` over the common length (a flat loop the compiler vectorises).
 fn combine<T: Real>(dst: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
     for (d, (x, y)) in dst.iter_mut().zip(a.iter().zip(b)) {
@@ -102,8 +140,7 @@ fn transform_input<T: Real>(
     x: &[T],
     v: &mut [T],
     (cols, col0): (usize, usize),
-    eo: &mut [T],
-    r: &mut [T],
+    PlaneScratch { eo, r }: &mut PlaneScratch<T>,
 ) {
     let (th_n, tw_n) = tiles(g);
     let (h, w) = (g.h, g.w);
@@ -121,13 +158,7 @@ fn transform_input<T: Real>(
             let (e, o) = eo.split_at_mut(plane(par, 1));
             let e = &mut e[plane(par, 0) + k * wt + 1..][..w / 2];
             let o = &mut o[k * wt..][..w.div_ceil(2)];
-            for ((ev, ov), pair) in e.iter_mut().zip(o.iter_mut()).zip(row.chunks_exact(2)) {
-                *ov = pair[0];
-                *ev = pair[1];
-            }
-            if w % 2 == 1 {
-                o[w / 2] = row[w - 1];
-            }
+            split_columns(row, o, e);
         }
         for par in 0..2 {
             let n = rlen - 1; // the last element of each r plane is a spare column
@@ -218,82 +249,66 @@ fn transform_output<T: Real>(
     }
 }
 
-/// Per-thread buffers: transformed inputs `v`, transform-domain products `m`, and the padded
-/// planes `eo` (zero borders, written only inside), row transforms `r` and output rows `q` of
-/// [`transform_input`] / [`transform_output`].
+/// Per-thread buffers of [`conv3x3`]: transformed inputs `v`, transform-domain products `m`,
+/// [`transform_input`]'s planes and [`transform_output`]'s rows `q`.
 struct Scratch<T> {
     v: Vec<T>,
     m: Vec<T>,
-    eo: Vec<T>,
-    r: Vec<T>,
+    planes: PlaneScratch<T>,
     q: Vec<T>,
 }
 
 /// `y = conv(x, w) (+ bias)` for a geometry where [`applies`] holds.
 pub(crate) fn conv3x3<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (c, o, hw) = (g.c, g.o, g.h * g.w);
-    let (th_n, tw_n) = tiles(g);
-    let per_image = th_n * (tw_n + 1); // with one spare tile per tile row
-    let nb = (CHUNK_FLOATS / (16 * (c + o) * per_image)).clamp(1, g.n.max(1));
+    let (per_image, nb) = chunking(g);
     let u = transform_weights(g, w);
     // Uninitialised: the output transform writes every element (each pixel is in one tile).
     let len = g.n * o * hw;
     let mut y: Vec<T> = Vec::with_capacity(len);
-    let chunks = g.n.div_ceil(nb);
-    // One chunk: nb images through transform → 16 gemms → inverse transform.
-    let run = |ci: usize, yc: &mut [MaybeUninit<T>], s: &mut Scratch<T>, par: bool| {
-        let Scratch { v, m, eo, r, q } = s;
-        let imgs = yc.len() / (o * hw);
-        // Row stride of V and M: a multiple of 16 (f32 lanes), else gemm copies V before use.
-        let cols = (imgs * per_image).next_multiple_of(16);
-        let first = ci * nb;
-        for b in 0..imgs {
-            let xi = &x[(first + b) * c * hw..(first + b + 1) * c * hw];
-            transform_input(g, xi, v, (cols, b * per_image), eo, r);
-        }
-        for xi in 0..16 {
-            let ux = &u[xi * o * c..(xi + 1) * o * c];
-            let vx = &v[xi * c * cols..(xi + 1) * c * cols];
-            let mx = &mut m[xi * o * cols..(xi + 1) * o * cols];
-            gemm(
-                o,
-                cols,
-                c,
-                mx,
-                false,
-                Mat::rows(ux, c),
-                ux.len(),
-                Mat::rows(vx, cols),
-                vx.len(),
-                par,
-            );
-        }
-        transform_output(g, m, cols, bias, yc, q);
-    };
     let zero = T::from_f64(0.0);
-    let cols = (nb * per_image).next_multiple_of(16);
+    // Row stride of V and M, lane-padded so that gemm reads V in place.
+    let cols_max = lane_padded(nb * per_image);
     let scratch = || Scratch {
-        v: vec![zero; 16 * c * cols],
-        m: vec![zero; 16 * o * cols],
-        eo: vec![zero; 4 * (th_n + 1) * (tw_n + 1)],
-        r: vec![zero; 8 * (th_n + 1) * (tw_n + 1)],
-        q: vec![zero; 4 * cols],
+        v: vec![zero; 16 * c * cols_max],
+        m: vec![zero; 16 * o * cols_max],
+        planes: PlaneScratch::new(g),
+        q: vec![zero; 4 * cols_max],
     };
-    if chunks >= threads() && threads() > 1 {
-        y.spare_capacity_mut()[..len]
-            .par_chunks_mut(nb * o * hw)
-            .with_min_len(one_piece_per_thread(chunks))
-            .enumerate()
-            .for_each_init(scratch, |s, (ci, yc)| run(ci, yc, s, false));
-    } else {
-        let mut s = scratch();
-        for (ci, yc) in y.spare_capacity_mut()[..len]
-            .chunks_mut(nb * o * hw)
-            .enumerate()
-        {
-            run(ci, yc, &mut s, true);
-        }
-    }
+    // One chunk: nb images through transform → 16 gemms → inverse transform.
+    per_chunk(
+        &mut y.spare_capacity_mut()[..len],
+        nb * o * hw,
+        scratch,
+        |ci, yc, s, par| {
+            let Scratch { v, m, planes, q } = s;
+            let imgs = yc.len() / (o * hw);
+            let cols = lane_padded(imgs * per_image);
+            let first = ci * nb;
+            for b in 0..imgs {
+                let xi = &x[(first + b) * c * hw..(first + b + 1) * c * hw];
+                transform_input(g, xi, v, (cols, b * per_image), planes);
+            }
+            for xi in 0..16 {
+                let ux = &u[xi * o * c..(xi + 1) * o * c];
+                let vx = &v[xi * c * cols..(xi + 1) * c * cols];
+                let mx = &mut m[xi * o * cols..(xi + 1) * o * cols];
+                gemm(
+                    o,
+                    cols,
+                    c,
+                    mx,
+                    false,
+                    Mat::rows(ux, c),
+                    ux.len(),
+                    Mat::rows(vx, cols),
+                    vx.len(),
+                    par,
+                );
+            }
+            transform_output(g, m, cols, bias, yc, q);
+        },
+    );
     // SAFETY: the chunks cover `0..len` and `transform_output` writes every element of each.
     unsafe { y.set_len(len) };
     y
@@ -302,8 +317,9 @@ pub(crate) fn conv3x3<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -
 /// `W[ξ][oi][col0 + j] = (A dY Aᵀ)[ξ]` for every 2×2 tile `dY` of the output gradient `dy`
 /// (`o × h × w`) of one image, `A = [[1, 0], [1, 1], [1, −1], [0, −1]]` (the transpose of the
 /// output transform's `Aᵀ`); tiles indexed as in [`transform_input`] (spare tiles are zero).
-/// `quad` is scratch of four planes of `th · (tw + 1)`: the tile corners `a b / c d`, split out
-/// of each row once, after which the 16 entries are flat loops: row `k` of `A dY` is
+/// `quad` is scratch of six planes of `th · (tw + 1)`: the tile corners `a b / c d`, split out
+/// of each row once, and a row `(p, q)` of `A dY`, after which the 16 entries are flat loops: row
+/// `k` of `A dY` is
 /// `(p, q) = (a, b), (a + c, b + d), (a − c, b − d), (−c, −d)`, and each gives
 /// `(p, p + q, p − q, −q)`.
 fn transform_grad<T: Real>(
@@ -319,20 +335,14 @@ fn transform_grad<T: Real>(
     let per = th_n * wt;
     // Positions never written (the spare tile, the row or column past an odd side) stay zero
     // from `quad`'s allocation: every call of one geometry writes the same positions.
-    let mut pq = vec![T::from_f64(0.0); 2 * per];
+    let (quad, pq) = quad.split_at_mut(4 * per);
     for oi in 0..g.o {
         for (ih, row) in dy[oi * hw..(oi + 1) * hw].chunks_exact(w).enumerate() {
             let (th, dr) = (ih / 2, ih % 2);
             let (left, right) = quad.split_at_mut((dr * 2 + 1) * per);
             let ev = &mut left[dr * 2 * per + th * wt..][..w.div_ceil(2)];
             let od = &mut right[th * wt..][..w / 2];
-            for ((e, o), pair) in ev.iter_mut().zip(od.iter_mut()).zip(row.chunks_exact(2)) {
-                *e = pair[0];
-                *o = pair[1];
-            }
-            if w % 2 == 1 {
-                ev[w / 2] = row[w - 1];
-            }
+            split_columns(row, ev, od);
         }
         let (a, b) = (&quad[..per], &quad[per..2 * per]);
         let (c, d) = (&quad[2 * per..3 * per], &quad[3 * per..]);
@@ -401,10 +411,7 @@ fn inverse_transform_weights<T: Real>(g: &Geom, s: &[T]) -> Vec<T> {
 /// im2col. Each thread sums its own chunks; the sums are added and transformed back once.
 pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (c, o, hw) = (g.c, g.o, g.h * g.w);
-    let (th_n, tw_n) = tiles(g);
-    let wt = tw_n + 1;
-    let per_image = th_n * wt;
-    let nb = (CHUNK_FLOATS / (16 * (c + o) * per_image)).clamp(1, g.n.max(1));
+    let (per_image, nb) = chunking(g);
     let chunks = g.n.div_ceil(nb);
     let zero = T::from_f64(0.0);
     let slen = 16 * c * o;
@@ -413,9 +420,8 @@ pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
         let cols_max = nb * per_image;
         let mut v = vec![zero; 16 * c * cols_max];
         let mut wd = vec![zero; 16 * o * cols_max];
-        let mut eo = vec![zero; 4 * (th_n + 1) * wt];
-        let mut r = vec![zero; 8 * (th_n + 1) * wt];
-        let mut quad = vec![zero; 4 * per_image];
+        let mut planes = PlaneScratch::new(g);
+        let mut quad = vec![zero; 6 * per_image];
         let mut s = vec![zero; slen];
         for ci in range {
             let first = ci * nb;
@@ -424,7 +430,7 @@ pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
             for b in 0..imgs {
                 let img = first + b;
                 let at = (cols, b * per_image);
-                transform_input(g, &x[img * c * hw..][..c * hw], &mut v, at, &mut eo, &mut r);
+                transform_input(g, &x[img * c * hw..][..c * hw], &mut v, at, &mut planes);
                 transform_grad(g, &dy[img * o * hw..][..o * hw], &mut wd, at, &mut quad);
             }
             for xi in 0..16 {
