@@ -39,10 +39,10 @@ const CASES: &[Case] = &[
     // Same-width (stride 1, output width = input width) images narrower than the kernel.
     (1, 2, 1, 1, 3, 3, 1, 1, 1),
     (2, 2, 3, 2, 3, 5, 1, 2, 1),
-    // 3×3 stride 1 pad 1 with >= 8 channels in and images of 8×8 or more: Winograd F(2×2, 3×3)
-    // forward and weight gradient (and input gradient when >= 8 channels out), with even and
-    // odd sides and a batch that leaves a partial chunk of images; smaller images of the same
-    // shape take im2col.
+    // 3×3 stride 1 pad 1 with >= 8 channels in and images of 8×8 or more: Winograd F(4×4, 3×3)
+    // forward and weight gradient (and input gradient when >= 8 channels out), with sides that
+    // are and are not multiples of 4 and a batch that leaves a partial chunk of images; smaller
+    // images of the same shape take im2col.
     (3, 8, 8, 10, 8, 3, 1, 1, 1),
     (2, 8, 13, 15, 9, 3, 1, 1, 1),
     (1, 9, 17, 13, 8, 3, 1, 1, 1),

@@ -1,6 +1,6 @@
 //! 2-D convolution as three candle custom ops that are closed under differentiation.
 //!
-//! * [`Conv2dOp`] `(x, w) → y`: im2col + gemm per image, or Winograd F(2×2, 3×3) for 3×3
+//! * [`Conv2dOp`] `(x, w) → y`: im2col + gemm per image, or Winograd F(4×4, 3×3) for 3×3
 //!   stride-1 pad-1 convolutions with at least 8 input channels (`super::winograd`).
 //! * [`ConvInputGradOp`] `(dy, w) → dx`: for stride 1 a forward convolution of `dy` with the
 //!   flipped kernels (so Winograd again for 3×3), else `col = Wᵀ·dy` and col2im.

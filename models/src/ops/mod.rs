@@ -6,7 +6,7 @@
 //! themselves built from differentiable ops, so second-order meta-gradients stay exact.
 //!
 //! The fast path (see `conv`, `winograd`, `pool`, `linear`): convolution is im2col + gemm (or
-//! Winograd F(2×2, 3×3) for 3×3 stride-1 layers) with its input and weight gradients as custom
+//! Winograd F(4×4, 3×3) for 3×3 stride-1 layers) with its input and weight gradients as custom
 //! ops of their own, each one's backward built from the other two;
 //! max pooling is an argmax followed by a gather whose backward is a scatter-add (and vice versa);
 //! linear produces its weight gradient directly in the `(out, in)` layout. The reference path

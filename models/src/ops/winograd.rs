@@ -1,31 +1,35 @@
-//! Winograd F(2×2, 3×3) for 3×3, stride-1, pad-1 convolutions (Lavin & Gray, "Fast Algorithms
+//! Winograd F(4×4, 3×3) for 3×3, stride-1, pad-1 convolutions (Lavin & Gray, "Fast Algorithms
 //! for Convolutional Neural Networks", 2016), the shape of nearly every convolution in the CIFAR
 //! ResNets and of their input gradients.
 //!
-//! Each 2×2 output tile is `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`, with `d` the tile's 4×4 input
+//! Each 4×4 output tile is `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`, with `d` the tile's 6×6 input
 //! window and `g` the 3×3 kernel. Summed over input channels, the element-wise product at each
-//! of the 16 transform positions `ξ` becomes one gemm `M_ξ (o × tiles) = U_ξ (o × c) · V_ξ
-//! (c × tiles)`, so the multiply count is 16/36 of the direct convolution's (2.25× fewer), and
-//! the transforms (additions only, flat loops over whole planes) replace the 9× im2col copy.
-//! The result equals the direct convolution up to float rounding (the transforms' entries are
-//! 0, ±1 and ±½), so gradients through it stay exact to the same tolerance.
+//! of the 36 transform positions `ξ` becomes one gemm `M_ξ (o × tiles) = U_ξ (o × c) · V_ξ
+//! (c × tiles)`, so the multiply count is 36/144 of the direct convolution's (4× fewer), and
+//! the transforms (flat loops over whole planes) replace the 9× im2col copy with a 2.25× one.
+//! The result equals the direct convolution up to float rounding; the transforms' entries
+//! (interpolation points 0, ±1, ±2) are at most 8 in size, so in f32 the rounding stays within
+//! the ops' tests' tolerance, and gradients through it stay exact to the same tolerance.
 
 use super::conv::Geom;
-use super::kernels::{gemm, lane_padded, per_chunk, sum_per_thread, Mat, Real};
-use std::mem::MaybeUninit;
+use super::kernels::{gemm, per_chunk, sum_per_thread, Mat, Real};
 
 /// Below this many input channels the transform-domain gemms are too thin (inner dimension =
 /// channels) to beat im2col + one gemm (e.g. the RGB stem).
 const MIN_CHANNELS: usize = 8;
-/// Floats of transformed inputs and products (`16·(c + o)` per tile) that one chunk of images
+/// Floats of transformed inputs and products (`36·(c + o)` per tile) that one chunk of images
 /// may hold: about half of a 1 MiB L2, so that the gemms read `V` and the output transform
-/// reads `M` from cache (with 2 MiB the op ran 1.5–2× slower).
+/// reads `M` from cache (with 2 MiB the F(2×2) version ran 1.5–2× slower).
 const CHUNK_FLOATS: usize = 128 * 1024;
+/// Output tile side.
+const TILE: usize = 4;
+/// Transform positions: (4 + 2)².
+const POSITIONS: usize = 36;
 
-/// Whether [`conv3x3`] computes this convolution: the shape fits, and the image is large enough
-/// that the transform-domain products (16 per tile, tiles padded to even sides plus one spare
-/// per tile row) are at most 5/8 of the direct convolution's 9 per pixel. That holds from 8×8
-/// up (64 pixels, 20 tiles: 1.8× fewer); a 7×7 image (1.4×) ran slower than im2col.
+/// Whether [`conv3x3`] computes this convolution: the shape fits, the image is at least 8×8
+/// (smaller ones are untested for speed) and the transform-domain products (36 per tile, the
+/// image padded to sides that are multiples of 4) are at most 5/8 of the direct convolution's
+/// 9 per pixel (4× fewer when the sides are multiples of 4).
 pub(crate) fn applies(g: &Geom) -> bool {
     let (th, tw) = tiles(g);
     g.kh == 3
@@ -36,260 +40,363 @@ pub(crate) fn applies(g: &Geom) -> bool {
         && g.c >= MIN_CHANNELS
         && g.ho == g.h
         && g.wo == g.w
-        && 128 * th * (tw + 1) <= 45 * g.h * g.w
+        && g.h.min(g.w) >= 8
+        && 8 * POSITIONS * th * tw <= 5 * 9 * g.h * g.w
 }
 
-/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o][c]`, with
-/// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
-fn transform_weights<T: Real>(g: &Geom, w: &[T]) -> Vec<T> {
-    let (o, c) = (g.o, g.c);
-    let half = T::from_f64(0.5);
-    let mut u = vec![T::from_f64(0.0); 16 * o * c];
-    for (oc, k) in w.chunks_exact(9).enumerate() {
-        // Rows of G·g (4 × 3).
-        let mut gg = [[T::from_f64(0.0); 3]; 4];
-        for j in 0..3 {
-            let (a, b, d) = (k[j], k[3 + j], k[6 + j]);
-            gg[0][j] = a;
-            gg[1][j] = (a + b + d) * half;
-            gg[2][j] = (a - b + d) * half;
-            gg[3][j] = d;
+/// Tiles of one image: rows, columns.
+fn tiles(g: &Geom) -> (usize, usize) {
+    (g.h.div_ceil(TILE), g.w.div_ceil(TILE))
+}
+
+/// Tiles per image and images per chunk: as many as [`CHUNK_FLOATS`] allows (at least one),
+/// rounded down where possible so that the chunk's tiles are a multiple of 16 (`gemm` copies
+/// an operand whose row length is not before multiplying; see [`super::kernels::lane_padded`]).
+fn chunking(g: &Geom) -> (usize, usize) {
+    let (th, tw) = tiles(g);
+    let per_image = th * tw;
+    let mut nb = (CHUNK_FLOATS / (POSITIONS * (g.c + g.o) * per_image)).clamp(1, g.n.max(1));
+    let step = 16 / gcd(per_image, 16);
+    if nb >= step {
+        nb -= nb % step;
+    }
+    (per_image, nb)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+// The one-dimensional transforms, written out so that their zero entries cost nothing.
+
+/// `G g` (3 → 6), `G = [[¼, 0, 0], [−⅙, −⅙, −⅙], [−⅙, ⅙, −⅙], [1/24, 1/12, ⅙], [1/24, −1/12, ⅙],
+/// [0, 0, 1]]`.
+fn kernel_1d<T: Real>([g0, g1, g2]: [T; 3]) -> [T; 6] {
+    let (quarter, half, sixth) = (T::from_f64(0.25), T::from_f64(0.5), T::from_f64(1.0 / 6.0));
+    let s = g0 + g2;
+    let e = g0 * quarter + g2;
+    [
+        g0 * quarter,
+        T::zero() - (s + g1) * sixth,
+        T::zero() - (s - g1) * sixth,
+        (e + g1 * half) * sixth,
+        (e - g1 * half) * sixth,
+        g2,
+    ]
+}
+
+/// `Gᵀ s` (6 → 3): the adjoint of [`kernel_1d`].
+fn kernel_adjoint_1d<T: Real>([s0, s1, s2, s3, s4, s5]: [T; 6]) -> [T; 3] {
+    let (quarter, sixth, twelfth) = (
+        T::from_f64(0.25),
+        T::from_f64(1.0 / 6.0),
+        T::from_f64(1.0 / 12.0),
+    );
+    let (p, p34) = (s1 + s2, s3 + s4);
+    [
+        s0 * quarter + (p34 * quarter - p) * sixth,
+        (s2 - s1) * sixth + (s3 - s4) * twelfth,
+        (p34 - p) * sixth + s5,
+    ]
+}
+
+/// `Bᵀ d` (6 → 6), `Bᵀ = [[4, 0, −5, 0, 1, 0], [0, −4, −4, 1, 1, 0], [0, 4, −4, −1, 1, 0],
+/// [0, −2, −1, 2, 1, 0], [0, 2, −1, −2, 1, 0], [0, 4, 0, −5, 0, 1]]`.
+#[inline(always)]
+fn input_1d<T: Real>([d0, d1, d2, d3, d4, d5]: [T; 6]) -> [T; 6] {
+    let (two, four, five) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(5.0));
+    let (a, b) = (d4 - four * d2, d3 - four * d1);
+    let (c, e) = (d4 - d2, two * (d3 - d1));
+    [
+        four * d0 - five * d2 + d4,
+        a + b,
+        a - b,
+        c + e,
+        c - e,
+        four * d1 - five * d3 + d5,
+    ]
+}
+
+/// `Aᵀ m` (6 → 4), `Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, −1, 2, −2, 0], [0, 1, 1, 4, 4, 0],
+/// [0, 1, −1, 8, −8, 1]]`.
+#[inline(always)]
+fn output_1d<T: Real>([m0, m1, m2, m3, m4, m5]: [T; 6]) -> [T; 4] {
+    let (two, four, eight) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(8.0));
+    let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+    [
+        m0 + s12 + s34,
+        d12 + two * d34,
+        s12 + four * s34,
+        d12 + eight * d34 + m5,
+    ]
+}
+
+/// `A y` (4 → 6): the adjoint of [`output_1d`].
+#[inline(always)]
+fn output_adjoint_1d<T: Real>([y0, y1, y2, y3]: [T; 4]) -> [T; 6] {
+    let (two, four, eight) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(8.0));
+    let (p, q) = (y0 + y2, y1 + y3);
+    let (p4, q8) = (y0 + four * y2, two * y1 + eight * y3);
+    [y0, p + q, p - q, p4 + q8, p4 - q8, y3]
+}
+
+// The transforms run in place on "planes": for each of the 36 positions of a 6×6 tile, one
+// row of every channel's tiles of the chunk (`[ξ][channel][image][tile]`, `cols` = images ×
+// tiles per channel), so a 1-D transform over six positions is one flat loop over six whole
+// planes, however small the images (per-channel loops over an 8×8 image's 4 tiles were
+// dominated by their overhead).
+
+/// `p_i[t] ← f(p_0[t], …, p_5[t])_i` for every `t`: one flat pass over six planes, each a
+/// separate argument (so the compiler knows they do not overlap and vectorises the loop).
+#[inline(always)]
+fn pass6<T: Real>([p0, p1, p2, p3, p4, p5]: [&mut [T]; 6], f: impl Fn([T; 6]) -> [T; 6]) {
+    #[inline(always)]
+    fn run<T: Real>(
+        p0: &mut [T],
+        p1: &mut [T],
+        p2: &mut [T],
+        p3: &mut [T],
+        p4: &mut [T],
+        p5: &mut [T],
+        f: impl Fn([T; 6]) -> [T; 6],
+    ) {
+        let n = p0.len();
+        let (p1, p2, p3, p4, p5) = (
+            &mut p1[..n],
+            &mut p2[..n],
+            &mut p3[..n],
+            &mut p4[..n],
+            &mut p5[..n],
+        );
+        for t in 0..n {
+            let v = f([p0[t], p1[t], p2[t], p3[t], p4[t], p5[t]]);
+            (p0[t], p1[t], p2[t], p3[t], p4[t], p5[t]) = (v[0], v[1], v[2], v[3], v[4], v[5]);
         }
-        for (i, r) in gg.iter().enumerate() {
-            let row = [
-                r[0],
-                (r[0] + r[1] + r[2]) * half,
-                (r[0] - r[1] + r[2]) * half,
-                r[2],
-            ];
-            for (j, v) in row.into_iter().enumerate() {
-                u[(i * 4 + j) * o * c + oc] = v;
+    }
+    run(p0, p1, p2, p3, p4, p5, f)
+}
+
+/// Planes `plane(0..6)` of `buf` (each `len` long, at ascending offsets), as six slices.
+fn planes6<T>(buf: &mut [T], len: usize, plane: impl Fn(usize) -> usize) -> [&mut [T]; 6] {
+    let mut rest = buf;
+    let mut at = 0;
+    [0, 1, 2, 3, 4, 5].map(|i| {
+        let start = plane(i) * len;
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(start - at);
+        let (row, tail) = tail.split_at_mut(len);
+        rest = tail;
+        at = start + len;
+        row
+    })
+}
+
+/// `V = Bᵀ d B` in place on the 36 planes of `buf` (each `len` long): rows, then columns.
+fn input_transform<T: Real>(buf: &mut [T], len: usize) {
+    for rho in 0..6 {
+        pass6(planes6(buf, len, |phi| rho * 6 + phi), input_1d);
+    }
+    for s in 0..6 {
+        pass6(planes6(buf, len, |a| a * 6 + s), input_1d);
+    }
+}
+
+/// `Aᵀ M A` in place on the 36 planes of `buf` (each `len` long): columns, then rows; output
+/// `(k, l)` ends in plane `6k + l`.
+fn output_transform<T: Real>(buf: &mut [T], len: usize) {
+    let keep = |[m0, m1, m2, m3, m4, m5]: [T; 6]| {
+        let [y0, y1, y2, y3] = output_1d([m0, m1, m2, m3, m4, m5]);
+        [y0, y1, y2, y3, m4, m5]
+    };
+    for s in 0..6 {
+        pass6(planes6(buf, len, |a| a * 6 + s), keep);
+    }
+    for k in 0..TILE {
+        pass6(planes6(buf, len, |l| k * 6 + l), keep);
+    }
+}
+
+/// `A dY Aᵀ` in place on the 36 planes of `buf` (each `len` long), `dY[k][l]` in plane `6k + l`
+/// for `k, l < 4`: rows, then columns.
+fn grad_transform<T: Real>(buf: &mut [T], len: usize) {
+    let adjoint = |[y0, y1, y2, y3, _, _]: [T; 6]| output_adjoint_1d([y0, y1, y2, y3]);
+    for k in 0..TILE {
+        pass6(planes6(buf, len, |l| k * 6 + l), adjoint);
+    }
+    for s in 0..6 {
+        pass6(planes6(buf, len, |a| a * 6 + s), adjoint);
+    }
+}
+
+/// Gather tables between an image's channel planes and the tile planes. A channel is first
+/// copied into a buffer of `h·w + 1` whose last element stays zero, so that padding is a read
+/// of that zero and each gather is one flat loop.
+struct Gather {
+    /// For each element `j = ξ·per + t` that the gather fills (tile `t` at position `ξ`): the
+    /// pixel it reads (`h·w` for zero padding).
+    src: Vec<u32>,
+    /// Its offset in the planes: `ξ · plane + t`, for the current plane length `plane`.
+    dst: Vec<u32>,
+    plane: usize,
+    per: usize,
+}
+
+impl Gather {
+    /// Input tiles: position `(ρ, φ)` of tile `(i, j)` is input pixel `(4i + ρ − 1, 4j + φ − 1)`.
+    fn input(g: &Geom) -> Self {
+        Self::new(g, 6, 1)
+    }
+
+    /// Output-gradient tiles: position `(k, l)` (`< 4`) of tile `(i, j)` is pixel `(4i + k, 4j + l)`.
+    fn grad(g: &Geom) -> Self {
+        Self::new(g, TILE, 0)
+    }
+
+    fn new(g: &Geom, side: usize, shift: usize) -> Self {
+        let (th, tw) = tiles(g);
+        let per = th * tw;
+        let mut src = Vec::with_capacity(side * side * per);
+        for rho in 0..side {
+            for phi in 0..side {
+                for t in 0..per {
+                    let (r, c) = ((t / tw) * TILE + rho, (t % tw) * TILE + phi);
+                    let inside =
+                        (shift..g.h + shift).contains(&r) && (shift..g.w + shift).contains(&c);
+                    let px = if inside {
+                        (r - shift) * g.w + c - shift
+                    } else {
+                        g.h * g.w
+                    };
+                    src.push(px as u32);
+                }
+            }
+        }
+        Gather {
+            src,
+            dst: Vec::new(),
+            plane: 0,
+            per,
+        }
+    }
+
+    /// Sets the plane length (the destinations of position `(ρ, φ)` are plane `6ρ + φ`).
+    fn with_plane(&mut self, plane: usize, side: usize) -> &Self {
+        if self.plane != plane || self.dst.is_empty() {
+            let per = self.per;
+            self.dst.clear();
+            self.dst.extend((0..self.src.len()).map(|j| {
+                let (xi, t) = (j / per, j % per);
+                (((xi / side) * 6 + xi % side) * plane + t) as u32
+            }));
+            self.plane = plane;
+        }
+        self
+    }
+
+    /// `planes[base_ch + dst[j]] = image channel [src[j]]` for every channel of `img`
+    /// (`channels × h·w`), channel `ci` at `base_ch = ci · cols + col0`; `ext` is scratch of
+    /// `h·w + 1` whose last element is zero.
+    fn fill<T: Real>(
+        &self,
+        img: &[T],
+        hw: usize,
+        planes: &mut [T],
+        (cols, col0): (usize, usize),
+        ext: &mut [T],
+    ) {
+        for (ci, ch) in img.chunks_exact(hw).enumerate() {
+            ext[..hw].copy_from_slice(ch);
+            let out = &mut planes[ci * cols + col0..];
+            for (&s, &d) in self.src.iter().zip(&self.dst) {
+                out[d as usize] = ext[s as usize];
+            }
+        }
+    }
+}
+
+/// `from[i]`: where output pixel `i` of an image is in the output planes (position `(k, l)` of
+/// tile `(i / 4, j / 4)` ends in plane `6k + l`), for planes of length `plane`.
+fn output_table(g: &Geom, plane: usize, from: &mut Vec<u32>) {
+    let tw = tiles(g).1;
+    from.clear();
+    from.extend((0..g.h * g.w).map(|px| {
+        let (i, j) = (px / g.w, px % g.w);
+        let (k, l, t) = (i % TILE, j % TILE, (i / TILE) * tw + j / TILE);
+        ((k * 6 + l) * plane + t) as u32
+    }));
+}
+
+/// Per-thread buffers of [`conv3x3`]: the input tiles `v` (transformed in place), the
+/// products `m` (transformed back in place), the gathers and the channel buffer `ext`.
+struct Scratch<T> {
+    v: Vec<T>,
+    m: Vec<T>,
+    gather: Gather,
+    from: Vec<u32>,
+    ext: Vec<T>,
+}
+
+/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o][c]`.
+fn transform_weights<T: Real>(g: &Geom, w: &[T]) -> Vec<T> {
+    let oc_n = g.o * g.c;
+    let mut u = vec![T::zero(); POSITIONS * oc_n];
+    for (oc, k) in w.chunks_exact(9).enumerate() {
+        let cols: [[T; 6]; 3] = [0, 1, 2].map(|j| kernel_1d([k[j], k[3 + j], k[6 + j]]));
+        for i in 0..6 {
+            for (j, v) in kernel_1d([cols[0][i], cols[1][i], cols[2][i]])
+                .into_iter()
+                .enumerate()
+            {
+                u[(i * 6 + j) * oc_n + oc] = v;
             }
         }
     }
     u
 }
 
-/// Tiles of one image: rows, columns.
-fn tiles(g: &Geom) -> (usize, usize) {
-    (g.h.div_ceil(2), g.w.div_ceil(2))
-}
-
-/// Tiles per image (with one spare tile per tile row, see [`transform_input`]) and images per
-/// chunk (as many as [`CHUNK_FLOATS`] allows, at least one).
-fn chunking(g: &Geom) -> (usize, usize) {
-    let (th, tw) = tiles(g);
-    let per_image = th * (tw + 1);
-    let nb = (CHUNK_FLOATS / (16 * (g.c + g.o) * per_image)).clamp(1, g.n.max(1));
-    (per_image, nb)
-}
-
-/// [`transform_input`]'s scratch: the parity-split padded planes `eo` (zero borders, written
-/// only inside) and the row transforms `r`.
-struct PlaneScratch<T> {
-    eo: Vec<T>,
-    r: Vec<T>,
-}
-
-impl<T: Real> PlaneScratch<T> {
-    fn new(g: &Geom) -> Self {
-        let (th, tw) = tiles(g);
-        let plane = (th + 1) * (tw + 1);
-        let zero = T::from_f64(0.0);
-        PlaneScratch {
-            eo: vec![zero; 4 * plane],
-            r: vec![zero; 8 * plane],
-        }
-    }
-}
-
-/// `even ← row[0], row[2], …` (`⌈w/2⌉`) and `odd ← row[1], row[3], …` (`⌊w/2⌋`).
-fn split_columns<T: Copy>(row: &[T], even: &mut [T], odd: &mut [T]) {
-    for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
-        *e = pair[0];
-        *o = pair[1];
-    }
-    if row.len() % 2 == 1 {
-        even[row.len() / 2] = row[row.len() - 1];
-    }
-}
-
-/// `dst[i] = f(a[i], b[i])` over the common length (a flat loop the compiler vectorises).
-fn combine<T: Real>(dst: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
-    for (d, (x, y)) in dst.iter_mut().zip(a.iter().zip(b)) {
-        *d = f(*x, *y);
-    }
-}
-
-/// `V[ξ][ci][col0 + j]` = `(Bᵀ d B)[ξ]` of tile `j = th·(tw + 1) + t` of image `x` (`c × h × w`),
-/// with `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`; `v` holds `16 · c`
-/// rows of `cols` columns. Each tile row has one spare tile (`t = tw`, garbage that the output
-/// transform skips) so that every step below is a flat loop over a whole plane:
-///
-/// 1. the channel is split into four zero-padded planes `eo` by parity of padded row and of
-///    padded column (`e`: even columns, `o`: odd; each `th + 1` rows of `tw + 1`; padded row /
-///    column `p` is input row / column `p − 1`). Only the image's own pixels are written, so
-///    the padding stays zero from the buffer's allocation;
-/// 2. the row transform gives `r[s]` (same shape), e.g. `r[0] = e[j] − e[j + 1]`;
-/// 3. the column transform combines padded rows `2th … 2th + 3`, which are rows `th` and
-///    `th + 1` of the two row-parity planes: e.g. `V(0, s) = r_even[s][j] − r_even[s][j + tw + 1]`.
-///
-/// Per-row loops of 4–16 tiles were dominated by loop overhead.
-fn transform_input<T: Real>(
-    g: &Geom,
-    x: &[T],
-    v: &mut [T],
-    (cols, col0): (usize, usize),
-    PlaneScratch { eo, r }: &mut PlaneScratch<T>,
-) {
-    let (th_n, tw_n) = tiles(g);
-    let (h, w) = (g.h, g.w);
-    let wt = tw_n + 1; // tiles per tile row, with the spare one
-    let rlen = (th_n + 1) * wt; // one plane of eo and of r
-    let per = th_n * wt;
-    // eo planes: [row parity][e | o].
-    let plane = |par: usize, odd: usize| (par * 2 + odd) * rlen;
-    for ci in 0..g.c {
-        let xc = &x[ci * h * w..(ci + 1) * h * w];
-        for (ih, row) in xc.chunks_exact(w).enumerate() {
-            let rp = ih + 1; // padded row
-            let (par, k) = (rp % 2, rp / 2);
-            // Padded column 2j (e[j]) is input column 2j − 1; padded 2j + 1 (o[j]) is 2j.
-            let (e, o) = eo.split_at_mut(plane(par, 1));
-            let e = &mut e[plane(par, 0) + k * wt + 1..][..w / 2];
-            let o = &mut o[k * wt..][..w.div_ceil(2)];
-            split_columns(row, o, e);
-        }
-        for par in 0..2 {
-            let n = rlen - 1; // the last element of each r plane is a spare column
-            let (e, o) = (&eo[plane(par, 0)..][..rlen], &eo[plane(par, 1)..][..rlen]);
-            let rs = |s: usize| (s * 2 + par) * rlen;
-            combine(&mut r[rs(0)..][..n], &e[..n], &e[1..], |a, b| a - b);
-            combine(&mut r[rs(1)..][..n], &o[..n], &e[1..], |a, b| a + b);
-            combine(&mut r[rs(2)..][..n], &e[1..], &o[..n], |a, b| a - b);
-            combine(&mut r[rs(3)..][..n], &o[..n], &o[1..], |a, b| a - b);
-        }
-        for s in 0..4 {
-            let re = &r[(s * 2) * rlen..(s * 2 + 1) * rlen];
-            let ro = &r[(s * 2 + 1) * rlen..(s * 2 + 2) * rlen];
-            let (d0, d1, d2, d3) = (&re[..per], &ro[..per], &re[wt..], &ro[wt..]);
-            let row = |a: usize| ((a * 4 + s) * g.c + ci) * cols + col0;
-            combine(&mut v[row(0)..][..per], d0, d2, |a, b| a - b);
-            combine(&mut v[row(1)..][..per], d1, d2, |a, b| a + b);
-            combine(&mut v[row(2)..][..per], d2, d1, |a, b| a - b);
-            combine(&mut v[row(3)..][..per], d1, d3, |a, b| a - b);
-        }
-    }
-}
-
-/// `y = Aᵀ M A (+ bias)` for every tile of the chunk's `imgs` images, with
-/// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`; `m` holds `16 · o` rows of `cols` columns and `q`
-/// is scratch of `4 · cols`. Per output channel the transform runs over all tiles of the chunk
-/// at once (contiguous columns), then the four outputs of each tile are interleaved into `y`.
-fn transform_output<T: Real>(
-    g: &Geom,
-    m: &[T],
-    cols: usize,
-    bias: Option<&[T]>,
-    y: &mut [MaybeUninit<T>],
-    q: &mut [T],
-) {
-    let zero = T::from_f64(0.0);
-    let (th_n, tw_n) = tiles(g);
-    let wt = tw_n + 1;
-    let (h, w, hw, per) = (g.h, g.w, g.h * g.w, th_n * wt);
-    let imgs = y.len() / (g.o * hw);
-    for oi in 0..g.o {
-        let b = bias.map_or(zero, |b| b[oi]);
-        let mr = |xi: usize| &m[(xi * g.o + oi) * cols..][..cols];
-        let (q0, rest) = q.split_at_mut(cols);
-        let (q1, rest) = rest.split_at_mut(cols);
-        let (q2, q3) = rest.split_at_mut(cols);
-        let (m0, m1, m2, m3) = (mr(0), mr(1), mr(2), mr(3));
-        let (m4, m5, m6, m7) = (mr(4), mr(5), mr(6), mr(7));
-        let (m8, m9, m10, m11) = (mr(8), mr(9), mr(10), mr(11));
-        let (m12, m13, m14, m15) = (mr(12), mr(13), mr(14), mr(15));
-        for t in 0..cols {
-            // s0[j] = M[0][j] + M[1][j] + M[2][j];  s1[j] = M[1][j] − M[2][j] − M[3][j]
-            let s00 = m0[t] + m4[t] + m8[t];
-            let s01 = m1[t] + m5[t] + m9[t];
-            let s02 = m2[t] + m6[t] + m10[t];
-            let s03 = m3[t] + m7[t] + m11[t];
-            let s10 = m4[t] - m8[t] - m12[t];
-            let s11 = m5[t] - m9[t] - m13[t];
-            let s12 = m6[t] - m10[t] - m14[t];
-            let s13 = m7[t] - m11[t] - m15[t];
-            q0[t] = s00 + s01 + s02 + b;
-            q1[t] = s01 - s02 - s03 + b;
-            q2[t] = s10 + s11 + s12 + b;
-            q3[t] = s11 - s12 - s13 + b;
-        }
-        for im in 0..imgs {
-            let yo = &mut y[(im * g.o + oi) * hw..(im * g.o + oi + 1) * hw];
-            for th in 0..th_n {
-                let tiles = im * per + th * wt..im * per + th * wt + tw_n;
-                for (dr, (qa, qb)) in [(&*q0, &*q1), (&*q2, &*q3)].into_iter().enumerate() {
-                    let oh = 2 * th + dr;
-                    if oh >= h {
-                        continue;
-                    }
-                    let yr = &mut yo[oh * w..(oh + 1) * w];
-                    let (qa, qb) = (&qa[tiles.clone()], &qb[tiles.clone()]);
-                    let mut pairs = yr.chunks_exact_mut(2);
-                    for (p, (a, bb)) in (&mut pairs).zip(qa.iter().zip(qb)) {
-                        p[0].write(*a);
-                        p[1].write(*bb);
-                    }
-                    if let [last] = pairs.into_remainder() {
-                        last.write(qa[tw_n - 1]);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Per-thread buffers of [`conv3x3`]: transformed inputs `v`, transform-domain products `m`,
-/// [`transform_input`]'s planes and [`transform_output`]'s rows `q`.
-struct Scratch<T> {
-    v: Vec<T>,
-    m: Vec<T>,
-    planes: PlaneScratch<T>,
-    q: Vec<T>,
-}
-
-/// `y = conv(x, w) (+ bias)` for a geometry where [`applies`] holds.
+/// `y = conv(x, w) (+ bias)` for a geometry where [`applies`] holds: per chunk of images, the
+/// input tiles are gathered and transformed, multiplied by the transformed kernels in 36 gemms
+/// `M_ξ (o × cols) = U_ξ (o × c) · V_ξ (c × cols)`, transformed back, and the outputs gathered
+/// into `y`.
 pub(crate) fn conv3x3<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (c, o, hw) = (g.c, g.o, g.h * g.w);
-    let (per_image, nb) = chunking(g);
+    let (per, nb) = chunking(g);
     let u = transform_weights(g, w);
-    // Uninitialised: the output transform writes every element (each pixel is in one tile).
+    // Uninitialised: the output gather writes every element.
     let len = g.n * o * hw;
     let mut y: Vec<T> = Vec::with_capacity(len);
-    let zero = T::from_f64(0.0);
-    // Row stride of V and M, lane-padded so that gemm reads V in place.
-    let cols_max = lane_padded(nb * per_image);
     let scratch = || Scratch {
-        v: vec![zero; 16 * c * cols_max],
-        m: vec![zero; 16 * o * cols_max],
-        planes: PlaneScratch::new(g),
-        q: vec![zero; 4 * cols_max],
+        v: vec![T::zero(); POSITIONS * c * nb * per],
+        m: vec![T::zero(); POSITIONS * o * nb * per],
+        gather: Gather::input(g),
+        from: Vec::new(),
+        ext: vec![T::zero(); hw + 1],
     };
-    // One chunk: nb images through transform → 16 gemms → inverse transform.
     per_chunk(
         &mut y.spare_capacity_mut()[..len],
         nb * o * hw,
         scratch,
-        |ci, yc, s, par| {
-            let Scratch { v, m, planes, q } = s;
+        |chunk, yc, s, par| {
+            let Scratch {
+                v,
+                m,
+                gather,
+                from,
+                ext,
+            } = s;
             let imgs = yc.len() / (o * hw);
-            let cols = lane_padded(imgs * per_image);
-            let first = ci * nb;
+            let cols = imgs * per;
+            let first = chunk * nb;
+            let gather = gather.with_plane(c * cols, 6);
             for b in 0..imgs {
-                let xi = &x[(first + b) * c * hw..(first + b + 1) * c * hw];
-                transform_input(g, xi, v, (cols, b * per_image), planes);
+                let img = &x[(first + b) * c * hw..][..c * hw];
+                gather.fill(img, hw, v, (cols, b * per), ext);
             }
-            for xi in 0..16 {
+            input_transform(v, c * cols);
+            for xi in 0..POSITIONS {
                 let ux = &u[xi * o * c..(xi + 1) * o * c];
                 let vx = &v[xi * c * cols..(xi + 1) * c * cols];
                 let mx = &mut m[xi * o * cols..(xi + 1) * o * cols];
@@ -306,98 +413,38 @@ pub(crate) fn conv3x3<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -
                     par,
                 );
             }
-            transform_output(g, m, cols, bias, yc, q);
-        },
-    );
-    // SAFETY: the chunks cover `0..len` and `transform_output` writes every element of each.
-    unsafe { y.set_len(len) };
-    y
-}
-
-/// `W[ξ][oi][col0 + j] = (A dY Aᵀ)[ξ]` for every 2×2 tile `dY` of the output gradient `dy`
-/// (`o × h × w`) of one image, `A = [[1, 0], [1, 1], [1, −1], [0, −1]]` (the transpose of the
-/// output transform's `Aᵀ`); tiles indexed as in [`transform_input`] (spare tiles are zero).
-/// `quad` is scratch of six planes of `th · (tw + 1)`: the tile corners `a b / c d`, split out
-/// of each row once, and a row `(p, q)` of `A dY`, after which the 16 entries are flat loops: row
-/// `k` of `A dY` is
-/// `(p, q) = (a, b), (a + c, b + d), (a − c, b − d), (−c, −d)`, and each gives
-/// `(p, p + q, p − q, −q)`.
-fn transform_grad<T: Real>(
-    g: &Geom,
-    dy: &[T],
-    wd: &mut [T],
-    (cols, col0): (usize, usize),
-    quad: &mut [T],
-) {
-    let (th_n, tw_n) = tiles(g);
-    let (w, hw) = (g.w, g.h * g.w);
-    let wt = tw_n + 1;
-    let per = th_n * wt;
-    // Positions never written (the spare tile, the row or column past an odd side) stay zero
-    // from `quad`'s allocation: every call of one geometry writes the same positions.
-    let (quad, pq) = quad.split_at_mut(4 * per);
-    for oi in 0..g.o {
-        for (ih, row) in dy[oi * hw..(oi + 1) * hw].chunks_exact(w).enumerate() {
-            let (th, dr) = (ih / 2, ih % 2);
-            let (left, right) = quad.split_at_mut((dr * 2 + 1) * per);
-            let ev = &mut left[dr * 2 * per + th * wt..][..w.div_ceil(2)];
-            let od = &mut right[th * wt..][..w / 2];
-            split_columns(row, ev, od);
-        }
-        let (a, b) = (&quad[..per], &quad[per..2 * per]);
-        let (c, d) = (&quad[2 * per..3 * per], &quad[3 * per..]);
-        for k in 0..4 {
-            let (p, q) = pq.split_at_mut(per);
-            match k {
-                0 => {
-                    p.copy_from_slice(a);
-                    q.copy_from_slice(b);
-                }
-                1 => {
-                    combine(p, a, c, |x, y| x + y);
-                    combine(q, b, d, |x, y| x + y);
-                }
-                2 => {
-                    combine(p, a, c, |x, y| x - y);
-                    combine(q, b, d, |x, y| x - y);
-                }
-                _ => {
-                    combine(p, c, c, |x, _| T::from_f64(0.0) - x);
-                    combine(q, d, d, |x, _| T::from_f64(0.0) - x);
+            output_transform(m, o * cols);
+            output_table(g, o * cols, from);
+            for (b, yb) in yc.chunks_exact_mut(o * hw).enumerate() {
+                for (oi, plane) in yb.chunks_exact_mut(hw).enumerate() {
+                    let bias = bias.map_or(T::zero(), |b| b[oi]);
+                    let mo = &m[oi * cols + b * per..];
+                    for (dst, &i) in plane.iter_mut().zip(from.iter()) {
+                        dst.write(mo[i as usize] + bias);
+                    }
                 }
             }
-            let row = |s: usize| ((k * 4 + s) * g.o + oi) * cols + col0;
-            wd[row(0)..][..per].copy_from_slice(p);
-            combine(&mut wd[row(1)..][..per], p, q, |x, y| x + y);
-            combine(&mut wd[row(2)..][..per], p, q, |x, y| x - y);
-            combine(&mut wd[row(3)..][..per], q, q, |x, _| T::from_f64(0.0) - x);
-        }
-    }
+        },
+    );
+    // SAFETY: the chunks cover `0..len` and the output gather writes every element of each.
+    unsafe { y.set_len(len) };
+    y
 }
 
 /// `dw = Gᵀ S G` for each `(o, c)`, with `S[ξ][c][o]` the transform-domain sums.
 fn inverse_transform_weights<T: Real>(g: &Geom, s: &[T]) -> Vec<T> {
     let (o, c) = (g.o, g.c);
-    let half = T::from_f64(0.5);
-    let mut dw = vec![T::from_f64(0.0); o * c * 9];
+    let mut dw = vec![T::zero(); o * c * 9];
     for oi in 0..o {
         for ci in 0..c {
-            let at = |a: usize, b: usize| s[((a * 4 + b) * c + ci) * o + oi];
-            // t = S·G (4 × 3), then dw = Gᵀ·t.
-            let mut t = [[T::from_f64(0.0); 3]; 4];
-            for (a, ta) in t.iter_mut().enumerate() {
-                let (s0, s1, s2, s3) = (at(a, 0), at(a, 1), at(a, 2), at(a, 3));
-                *ta = [
-                    s0 + (s1 + s2) * half,
-                    (s1 - s2) * half,
-                    (s1 + s2) * half + s3,
-                ];
-            }
-            let k = &mut dw[(oi * c + ci) * 9..(oi * c + ci + 1) * 9];
+            let at = |a: usize, b: usize| s[((a * 6 + b) * c + ci) * o + oi];
+            // t = S·G (6 × 3), then dw = Gᵀ·t.
+            let t: [[T; 3]; 6] =
+                [0, 1, 2, 3, 4, 5].map(|a| kernel_adjoint_1d([0, 1, 2, 3, 4, 5].map(|b| at(a, b))));
+            let k = &mut dw[(oi * c + ci) * 9..][..9];
             for j in 0..3 {
-                k[j] = t[0][j] + (t[1][j] + t[2][j]) * half;
-                k[3 + j] = (t[1][j] - t[2][j]) * half;
-                k[6 + j] = (t[1][j] + t[2][j]) * half + t[3][j];
+                let col = kernel_adjoint_1d([0, 1, 2, 3, 4, 5].map(|a| t[a][j]));
+                (k[j], k[3 + j], k[6 + j]) = (col[0], col[1], col[2]);
             }
         }
     }
@@ -407,33 +454,45 @@ fn inverse_transform_weights<T: Real>(g: &Geom, s: &[T]) -> Vec<T> {
 /// `dw = Σₙ Σ_tiles Gᵀ [(A dY Aᵀ) ⊙ (Bᵀ d B)] G` for a geometry where [`applies`] holds: the
 /// weight gradient of [`conv3x3`] (`⟨dY, Aᵀ[U ⊙ V]A⟩ = ⟨Gᵀ[(A dY Aᵀ) ⊙ V]G, g⟩`). Per transform
 /// position one gemm `Sᵀ_ξ (c × o) += V_ξ (c × tiles) · W_ξᵀ`, whose inner dimension is the
-/// number of tiles (long, so the gemm runs near peak), with 2.25× fewer multiplies than
-/// im2col. Each thread sums its own chunks; the sums are added and transformed back once.
+/// number of tiles (long, so the gemm runs near peak), with 4× fewer multiplies than im2col.
+/// Each thread sums its own chunks; the sums are added and transformed back once.
 pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (c, o, hw) = (g.c, g.o, g.h * g.w);
-    let (per_image, nb) = chunking(g);
+    let (per, nb) = chunking(g);
     let chunks = g.n.div_ceil(nb);
-    let zero = T::from_f64(0.0);
-    let slen = 16 * c * o;
+    let slen = POSITIONS * c * o;
     // Sums chunks `range` into a fresh `S`.
     let sum_chunks = |range: std::ops::Range<usize>, par: bool| -> Vec<T> {
-        let cols_max = nb * per_image;
-        let mut v = vec![zero; 16 * c * cols_max];
-        let mut wd = vec![zero; 16 * o * cols_max];
-        let mut planes = PlaneScratch::new(g);
-        let mut quad = vec![zero; 6 * per_image];
-        let mut s = vec![zero; slen];
-        for ci in range {
-            let first = ci * nb;
+        let mut v = vec![T::zero(); POSITIONS * c * nb * per];
+        let mut wd = vec![T::zero(); POSITIONS * o * nb * per];
+        let (mut gx, mut gy) = (Gather::input(g), Gather::grad(g));
+        let mut ext = vec![T::zero(); hw + 1];
+        let mut s = vec![T::zero(); slen];
+        for chunk in range {
+            let first = chunk * nb;
             let imgs = nb.min(g.n - first);
-            let cols = imgs * per_image;
+            let cols = imgs * per;
+            let (gx, gy) = (gx.with_plane(c * cols, 6), gy.with_plane(o * cols, TILE));
             for b in 0..imgs {
                 let img = first + b;
-                let at = (cols, b * per_image);
-                transform_input(g, &x[img * c * hw..][..c * hw], &mut v, at, &mut planes);
-                transform_grad(g, &dy[img * o * hw..][..o * hw], &mut wd, at, &mut quad);
+                gx.fill(
+                    &x[img * c * hw..][..c * hw],
+                    hw,
+                    &mut v,
+                    (cols, b * per),
+                    &mut ext,
+                );
+                gy.fill(
+                    &dy[img * o * hw..][..o * hw],
+                    hw,
+                    &mut wd,
+                    (cols, b * per),
+                    &mut ext,
+                );
             }
-            for xi in 0..16 {
+            input_transform(&mut v, c * cols);
+            grad_transform(&mut wd, o * cols);
+            for xi in 0..POSITIONS {
                 let vx = &v[xi * c * cols..(xi + 1) * c * cols];
                 let wx = &wd[xi * o * cols..(xi + 1) * o * cols];
                 gemm(
