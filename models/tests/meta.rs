@@ -716,6 +716,61 @@ fn detached_backward_matches_backward() {
 }
 
 #[test]
+fn handed_over_parameter_gradients_add_up() {
+    // In `backprop::backward` the ops hand their parameters' gradients over directly instead of
+    // through candle's zeros-then-add accumulation. A weight used twice by the zoo's ops and once
+    // by a candle op, a conv weight and bias, a bias and batch-norm parameters must get the sums
+    // `Tensor::backward` gives, and a parameter of a computed (non-variable) weight must not be
+    // handed over.
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut randn = |shape: &[usize]| {
+        let n = shape.iter().product::<usize>();
+        let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        Var::from_tensor(&Tensor::from_vec(v, shape, &dev).unwrap()).unwrap()
+    };
+    let (x, w, b) = (randn(&[4, 3, 6, 6]), randn(&[5, 3, 3, 3]), randn(&[5]));
+    let (gamma, beta, lw, lb) = (randn(&[5]), randn(&[5]), randn(&[7, 20]), randn(&[7]));
+    let loss = || -> Result<Tensor> {
+        let y = ops::conv2d_bias(x.as_tensor(), w.as_tensor(), b.as_tensor(), 2, 1, 1)?;
+        let (y, _, _) = ops::batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), 1e-5)?;
+        let h = ops::relu(&y)?.flatten_from(1)?.narrow(1, 0, 20)?;
+        let z1 = ops::linear(&h, lw.as_tensor(), Some(lb.as_tensor()))?;
+        let h2 = h.sqr()?;
+        let z2 = ops::linear(&h2, lw.as_tensor(), None)?;
+        // A computed weight: its gradient flows back to `lw` through candle's graph.
+        let z3 = ops::linear(&h, &(lw.as_tensor() * 0.5)?, None)?;
+        let reg = lw.as_tensor().sqr()?.sum_all()?;
+        (z1.sqr()?.sum_all()? + z2.sum_all()? + z3.tanh()?.sum_all()? + reg)? * 0.1
+    };
+    let l = loss().unwrap();
+    let a = l.backward().unwrap();
+    let c = zoo_models::backprop::backward(&l).unwrap();
+    for (name, v) in [
+        ("x", &x),
+        ("w", &w),
+        ("b", &b),
+        ("gamma", &gamma),
+        ("beta", &beta),
+    ]
+    .into_iter()
+    .chain([("lw", &lw), ("lb", &lb)])
+    {
+        let (ga, gc) = (
+            v1(a.get(v.as_tensor()).unwrap()),
+            v1(c.get(v.as_tensor()).unwrap()),
+        );
+        let scale = ga.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
+        let err = ga
+            .iter()
+            .zip(&gc)
+            .fold(0f64, |m, (p, q)| m.max((p - q).abs()))
+            / scale;
+        assert!(err < 1e-12, "{name}: relative difference {err:e}");
+    }
+}
+
+#[test]
 fn frozen_parameters_pass_through_and_to_grad_store_feeds_optimisers() {
     let mut rng = StdRng::seed_from_u64(7);
     let (model, p) = mlp_problem(&mut rng);

@@ -51,7 +51,7 @@ impl CustomOp2 for BiasOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dx = x.track_op().then(|| g.clone());
         let db = if b.track_op() {
-            Some(channel_sum(g)?)
+            crate::backprop::param_grad(b, channel_sum(g)?)
         } else {
             None
         };

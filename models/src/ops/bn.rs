@@ -17,6 +17,7 @@
 //! backward. Every backward is built from differentiable ops, so gradients of any order are exact.
 
 use super::kernels::{contiguous, par_fill, same_shape, storage, with_float, Real};
+use crate::backprop::param_grad;
 use candle_core::backend::BackendStorage;
 use candle_core::WithDType as _;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -271,9 +272,11 @@ impl CustomOp3 for BatchNormOp {
         let (dg, db) = if gamma.track_op() || beta.track_op() {
             let (both, s) = bn_param_grad(&xs, dy, self.eps, st.clone())?;
             sums = s;
+            let dg = gamma.track_op().then(|| both.get(0)).transpose()?;
+            let db = beta.track_op().then(|| both.get(1)).transpose()?;
             (
-                gamma.track_op().then(|| both.get(0)).transpose()?,
-                beta.track_op().then(|| both.get(1)).transpose()?,
+                dg.and_then(|d| param_grad(gamma, d)),
+                db.and_then(|d| param_grad(beta, d)),
             )
         } else {
             (None, None)

@@ -17,6 +17,7 @@ use super::kernels::{
     contiguous, gemm, gemm_uninit, lane_padded, per_chunk, storage, sum_per_thread, with_float,
     Mat, Real,
 };
+use crate::backprop::param_grad;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -628,7 +629,7 @@ fn conv_grads(
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let dx = if_needed(x, || input_grad(g, dy, &super::saved(w)))?;
     let dw = if_needed(w, || weight_grad(g, &super::saved(x), dy))?;
-    Ok((dx, dw))
+    Ok((dx, dw.and_then(|d| param_grad(w, d))))
 }
 
 impl CustomOp2 for Conv2dOp {
@@ -708,7 +709,7 @@ impl CustomOp3 for Conv2dBiasOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dx, dw) = conv_grads(self.0, x, w, dy)?;
         let db = if_needed(b, || super::bn::channel_sum(dy))?;
-        Ok((dx, dw, db))
+        Ok((dx, dw, db.and_then(|d| param_grad(b, d))))
     }
 }
 

@@ -64,7 +64,7 @@ impl CustomOp2 for LinearOp {
             None
         };
         let dw = if w.track_op() {
-            Some(dy.t()?.matmul(&super::saved(x))?)
+            crate::backprop::param_grad(w, dy.t()?.matmul(&super::saved(x))?)
         } else {
             None
         };
