@@ -136,6 +136,18 @@ fn apply_conv_bn(
     Ok(ops::batch_norm_train(&h, &p[at + 1], &p[at + 2], 1e-5)?.0)
 }
 
+/// [`apply_conv_bn`] followed by ReLU (fused into the batch norm).
+fn apply_conv_bn_relu(
+    p: &[Var],
+    at: usize,
+    x: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> candle_core::Result<Tensor> {
+    let h = ops::conv2d(x, &p[at], stride, pad, 1)?;
+    Ok(ops::batch_norm_relu_train(&h, &p[at + 1], &p[at + 2], 1e-5)?.0)
+}
+
 fn resnet32() -> Result<Net> {
     let mut rng = StdRng::seed_from_u64(42);
     let mut params = vec![];
@@ -163,15 +175,15 @@ fn resnet32() -> Result<Net> {
     let (x, y) = data(&mut rng, &[128, 3, 32, 32], 10)?;
     let forward = Box::new(
         move |p: &[Var], x: &Tensor| -> candle_core::Result<Tensor> {
-            let mut h = ops::relu(&apply_conv_bn(p, stem, x, 1, 1)?)?;
+            let mut h = apply_conv_bn_relu(p, stem, x, 1, 1)?;
             for &(c1, c2, sc, stride) in &blocks {
-                let a = ops::relu(&apply_conv_bn(p, c1, &h, stride, 1)?)?;
+                let a = apply_conv_bn_relu(p, c1, &h, stride, 1)?;
                 let a = apply_conv_bn(p, c2, &a, 1, 1)?;
                 let s = match sc {
                     Some(sc) => apply_conv_bn(p, sc, &h, stride, 0)?,
                     None => h.clone(),
                 };
-                h = ops::relu(&(a + s)?)?;
+                h = ops::add_relu(&a, &s)?;
             }
             ops::linear(&ops::global_avg_pool(&h)?, &p[fc], Some(&p[fc + 1]))
         },

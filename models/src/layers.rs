@@ -182,6 +182,30 @@ pub fn batch_norm(
     x: &Tensor,
     ctx: &Ctx,
 ) -> Result<Tensor> {
+    norm(store, p, name, x, ctx, false)
+}
+
+/// [`batch_norm`] followed by ReLU, as one fused op on the CPU fast path
+/// ([`ops::batch_norm_relu_train`]).
+pub fn batch_norm_relu(
+    store: &ParamStore,
+    p: &ParamSet,
+    name: &str,
+    x: &Tensor,
+    ctx: &Ctx,
+) -> Result<Tensor> {
+    norm(store, p, name, x, ctx, true)
+}
+
+/// [`batch_norm`], with a ReLU after it when `relu`.
+fn norm(
+    store: &ParamStore,
+    p: &ParamSet,
+    name: &str,
+    x: &Tensor,
+    ctx: &Ctx,
+    relu: bool,
+) -> Result<Tensor> {
     let gamma = p.get(&format!("{name}.weight"))?;
     let beta = p.get(&format!("{name}.bias"))?;
     let rm_name = format!("{name}.running_mean");
@@ -192,7 +216,11 @@ pub fn batch_norm(
         if n <= 1 {
             bail!("batch norm `{name}` in training mode needs more than one value per channel, got input {:?}", x.dims())
         }
-        let (y, mean, var) = ops::batch_norm_train(x, gamma, beta, BN_EPS)?;
+        let (y, mean, var) = if relu {
+            ops::batch_norm_relu_train(x, gamma, beta, BN_EPS)?
+        } else {
+            ops::batch_norm_train(x, gamma, beta, BN_EPS)?
+        };
         if ctx.update_stats {
             let rm = store.buffer(&rm_name)?;
             let rv = store.buffer(&rv_name)?;
@@ -208,7 +236,12 @@ pub fn batch_norm(
     } else {
         let rm = store.buffer(&rm_name)?.to_dtype(x.dtype())?;
         let rv = store.buffer(&rv_name)?.to_dtype(x.dtype())?;
-        ops::batch_norm_eval(x, gamma, beta, &rm, &rv, BN_EPS)
+        let y = ops::batch_norm_eval(x, gamma, beta, &rm, &rv, BN_EPS)?;
+        if relu {
+            ops::relu(&y)
+        } else {
+            Ok(y)
+        }
     }
 }
 

@@ -160,3 +160,52 @@ fn add_relu_matches_relu_of_sum_and_second_order() {
     };
     check_first_and_second_order("conv + shortcut → add_relu → conv", &f, &[a, b, w], 30);
 }
+
+#[test]
+fn batch_norm_relu_matches_relu_of_batch_norm_and_second_order() {
+    // `ops::batch_norm_relu_train` (one fused op on the fast path) against the reference batch
+    // norm followed by ReLU: values, statistics and gradients in f32 and f64, and first and
+    // second order through a convolution on each side (so the second derivative is non-zero).
+    for dtype in [DType::F32, DType::F64] {
+        let tol = if dtype == DType::F32 { 2e-5 } else { 1e-11 };
+        for (i, shape) in SHAPES.iter().enumerate() {
+            let c = shape[1];
+            let x = randn(shape, 40 + i as u64, dtype);
+            let g = randn(&[c], 41 + i as u64, dtype).affine(1.0, 1.5).unwrap();
+            let b = randn(&[c], 42 + i as u64, dtype);
+            let r = randn(shape, 43 + i as u64, dtype);
+            let (yf, mf, vf) = ops::batch_norm_relu_train(&x, &g, &b, 1e-5).unwrap();
+            let (yr, mr, vr) = reference::batch_norm_train(&x, &g, &b, 1e-5).unwrap();
+            let what = format!("bn-relu {shape:?} {dtype:?}");
+            assert_close(&format!("{what} y"), &yf, &yr.relu().unwrap(), tol);
+            assert_close(&format!("{what} mean"), &mf, &mr, tol);
+            assert_close(&format!("{what} var"), &vf, &vr, tol);
+            let ff = |t: &[Tensor]| -> Result<Tensor> {
+                (ops::batch_norm_relu_train(&t[0], &t[1], &t[2], 1e-5)?.0 * &r)?.sum_all()
+            };
+            let fr = |t: &[Tensor]| -> Result<Tensor> {
+                (reference::batch_norm_train(&t[0], &t[1], &t[2], 1e-5)?
+                    .0
+                    .relu()?
+                    * &r)?
+                    .sum_all()
+            };
+            let ins = [x.clone(), g.clone(), b.clone()];
+            let (gf, gr) = (grads(&ff, &ins).unwrap(), grads(&fr, &ins).unwrap());
+            for (k, n) in ["x", "gamma", "beta"].iter().enumerate() {
+                assert_close(&format!("{what} grad {n}"), &gf[k], &gr[k], tol * 10.0);
+            }
+        }
+    }
+    let x = randn(&[4, 3, 5, 5], 50, DType::F64);
+    let w = randn(&[3, 3, 3, 3], 51, DType::F64);
+    let g = randn(&[3], 52, DType::F64).affine(1.0, 1.5).unwrap();
+    let b = randn(&[3], 53, DType::F64);
+    let r = randn(&[4, 3, 5, 5], 54, DType::F64);
+    let f = |t: &[Tensor]| -> Result<Tensor> {
+        let h = ops::conv2d(&t[0], &t[1], 1, 1, 1)?;
+        let h = ops::batch_norm_relu_train(&h, &t[2], &t[3], 1e-3)?.0;
+        (ops::conv2d(&h, &t[1], 1, 1, 1)?.tanh()? * &r)?.sum_all()
+    };
+    check_first_and_second_order("conv-bn-relu-conv", &f, &[x, w, g, b], 30);
+}

@@ -119,20 +119,20 @@ impl Classifier for DenseNet40 {
         for blk in 1..=3 {
             for i in 0..self.n {
                 let pre = format!("block{blk}.layer.{i}");
-                let mut o = ops::relu(&layers::batch_norm(s, p, &format!("{pre}.bn1"), &h, ctx)?)?;
+                let mut o = layers::batch_norm_relu(s, p, &format!("{pre}.bn1"), &h, ctx)?;
                 o = layers::conv2d(p, &format!("{pre}.conv1"), &o, 1, 1, 1)?;
                 o = layers::dropout(&o, rate, ctx)?;
                 h = Tensor::cat(&[&h, &o], 1)?;
             }
             if blk < 3 {
                 let pre = format!("trans{blk}");
-                let mut o = ops::relu(&layers::batch_norm(s, p, &format!("{pre}.bn1"), &h, ctx)?)?;
+                let mut o = layers::batch_norm_relu(s, p, &format!("{pre}.bn1"), &h, ctx)?;
                 o = layers::conv2d(p, &format!("{pre}.conv1"), &o, 1, 0, 1)?;
                 o = layers::dropout(&o, rate, ctx)?;
                 h = layers::avg_pool2(&o)?;
             }
         }
-        h = ops::relu(&layers::batch_norm(s, p, "bn1", &h, ctx)?)?;
+        h = layers::batch_norm_relu(s, p, "bn1", &h, ctx)?;
         ops::global_avg_pool(&h)
     }
 

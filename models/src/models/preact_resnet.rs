@@ -84,14 +84,14 @@ impl Classifier for PreActResNet18 {
             for j in 0..2 {
                 let pre = format!("layer{}.{j}", l + 1);
                 let stride = if l > 0 && j == 0 { 2 } else { 1 };
-                let a = ops::relu(&layers::batch_norm(s, p, &format!("{pre}.bn1"), &h, ctx)?)?;
+                let a = layers::batch_norm_relu(s, p, &format!("{pre}.bn1"), &h, ctx)?;
                 let short = if c_in != planes || stride != 1 {
                     layers::conv2d(p, &format!("{pre}.shortcut.0"), &a, stride, 0, 1)?
                 } else {
                     h
                 };
                 let mut o = layers::conv2d(p, &format!("{pre}.conv1"), &a, stride, 1, 1)?;
-                o = ops::relu(&layers::batch_norm(s, p, &format!("{pre}.bn2"), &o, ctx)?)?;
+                o = layers::batch_norm_relu(s, p, &format!("{pre}.bn2"), &o, ctx)?;
                 o = layers::conv2d(p, &format!("{pre}.conv2"), &o, 1, 1, 1)?;
                 h = (o + short)?;
                 c_in = planes;

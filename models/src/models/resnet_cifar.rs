@@ -100,14 +100,14 @@ impl Classifier for ResNetCifar {
     fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let s = &self.store;
         let mut h = layers::conv2d(p, "conv1", x, 1, 1, 1)?;
-        h = ops::relu(&layers::batch_norm(s, p, "bn1", &h, ctx)?)?;
+        h = layers::batch_norm_relu(s, p, "bn1", &h, ctx)?;
         let mut c_in = 16;
         for (l, &planes) in WIDTHS.iter().enumerate() {
             for j in 0..self.n {
                 let pre = format!("layer{}.{j}", l + 1);
                 let stride = if l > 0 && j == 0 { 2 } else { 1 };
                 let mut o = layers::conv2d(p, &format!("{pre}.conv1"), &h, stride, 1, 1)?;
-                o = ops::relu(&layers::batch_norm(s, p, &format!("{pre}.bn1"), &o, ctx)?)?;
+                o = layers::batch_norm_relu(s, p, &format!("{pre}.bn1"), &o, ctx)?;
                 o = layers::conv2d(p, &format!("{pre}.conv2"), &o, 1, 1, 1)?;
                 o = layers::batch_norm(s, p, &format!("{pre}.bn2"), &o, ctx)?;
                 let short = if stride != 1 || c_in != planes {

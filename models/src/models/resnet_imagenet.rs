@@ -160,7 +160,7 @@ impl Classifier for ResNet {
         let s = &self.store;
         let exp = self.cfg.block.expansion();
         let mut h = layers::conv2d(p, "conv1", x, 2, 3, 1)?;
-        h = ops::relu(&layers::batch_norm(s, p, "bn1", &h, ctx)?)?;
+        h = layers::batch_norm_relu(s, p, "bn1", &h, ctx)?;
         h = ops::max_pool2d_ext(&h, 3, 2, 1)?;
         let mut c_in = 64;
         for (l, &planes) in PLANES.iter().enumerate() {
@@ -170,21 +170,21 @@ impl Classifier for ResNet {
                 let bn = |name: &str, t: &Tensor, ctx: &mut Ctx| {
                     layers::batch_norm(s, p, &format!("{pre}.{name}"), t, ctx)
                 };
+                let bn_relu = |name: &str, t: &Tensor, ctx: &mut Ctx| {
+                    layers::batch_norm_relu(s, p, &format!("{pre}.{name}"), t, ctx)
+                };
                 let conv = |name: &str, t: &Tensor, stride, pad, groups| {
                     layers::conv2d(p, &format!("{pre}.{name}"), t, stride, pad, groups)
                 };
                 let o = match self.cfg.block {
                     Block::Basic => {
-                        let o = ops::relu(&bn("bn1", &conv("conv1", &h, stride, 1, 1)?, ctx)?)?;
+                        let o = bn_relu("bn1", &conv("conv1", &h, stride, 1, 1)?, ctx)?;
                         bn("bn2", &conv("conv2", &o, 1, 1, 1)?, ctx)?
                     }
                     Block::Bottleneck => {
-                        let o = ops::relu(&bn("bn1", &conv("conv1", &h, 1, 0, 1)?, ctx)?)?;
-                        let o = ops::relu(&bn(
-                            "bn2",
-                            &conv("conv2", &o, stride, 1, self.cfg.groups)?,
-                            ctx,
-                        )?)?;
+                        let o = bn_relu("bn1", &conv("conv1", &h, 1, 0, 1)?, ctx)?;
+                        let o =
+                            bn_relu("bn2", &conv("conv2", &o, stride, 1, self.cfg.groups)?, ctx)?;
                         bn("bn3", &conv("conv3", &o, 1, 0, 1)?, ctx)?
                     }
                 };

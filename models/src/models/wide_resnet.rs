@@ -124,9 +124,9 @@ impl Classifier for WideResNet {
                 let c_out = self.widths[blk + 1];
                 let stride = if blk > 0 && i == 0 { 2 } else { 1 };
                 let pre = format!("block{}.layer.{i}", blk + 1);
-                let a = ops::relu(&layers::batch_norm(s, p, &format!("{pre}.bn1"), &h, ctx)?)?;
+                let a = layers::batch_norm_relu(s, p, &format!("{pre}.bn1"), &h, ctx)?;
                 let mut o = layers::conv2d(p, &format!("{pre}.conv1"), &a, stride, 1, 1)?;
-                o = ops::relu(&layers::batch_norm(s, p, &format!("{pre}.bn2"), &o, ctx)?)?;
+                o = layers::batch_norm_relu(s, p, &format!("{pre}.bn2"), &o, ctx)?;
                 o = layers::dropout(&o, self.cfg.dropout, ctx)?;
                 o = layers::conv2d(p, &format!("{pre}.conv2"), &o, 1, 1, 1)?;
                 let short = if c_in == c_out {
@@ -137,7 +137,7 @@ impl Classifier for WideResNet {
                 h = (short + o)?;
             }
         }
-        h = ops::relu(&layers::batch_norm(s, p, "bn1", &h, ctx)?)?;
+        h = layers::batch_norm_relu(s, p, "bn1", &h, ctx)?;
         ops::global_avg_pool(&h)
     }
 

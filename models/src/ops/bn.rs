@@ -207,25 +207,32 @@ fn grad_sums<T: Real>(dims: (usize, usize, usize), g: &[T], x: &[T]) -> Vec<(f64
 /// Training-mode batch norm `y = γ·x̂ + β` with `x̂ = (x − μ)/√(σ² + ε)` per channel: one
 /// statistics pass and one output pass, and one graph node (no `x̂` tensor, whose gradient
 /// candle would accumulate in a pass of its own). Its backward is [`BnInputGradOp`] and
-/// [`BnParamGradOp`].
+/// [`BnParamGradOp`]. With `relu`, the output is `relu(y)` from the same pass (the ResNets'
+/// BN → ReLU): the ReLU's own pass and graph node are gone, and the backward first masks the
+/// upstream gradient where the output is zero.
 pub(crate) struct BatchNormOp {
     eps: f64,
     stats: SharedStats,
+    relu: bool,
 }
 
 impl BatchNormOp {
-    fn new(eps: f64, known: Option<Arc<BnStats>>) -> Self {
+    fn new(eps: f64, known: Option<Arc<BnStats>>, relu: bool) -> Self {
         let stats = Arc::new(OnceLock::new());
         if let Some(st) = known {
             let _ = stats.set(st);
         }
-        BatchNormOp { eps, stats }
+        BatchNormOp { eps, stats, relu }
     }
 }
 
 impl CustomOp3 for BatchNormOp {
     fn name(&self) -> &'static str {
-        "zoo-batch-norm"
+        if self.relu {
+            "zoo-batch-norm-relu"
+        } else {
+            "zoo-batch-norm"
+        }
     }
     fn cpu_fwd(
         &self,
@@ -245,13 +252,23 @@ impl CustomOp3 for BatchNormOp {
             let ga = contiguous::<T>(s2, l2, self.name())?;
             let be = contiguous::<T>(s3, l3, self.name())?;
             let st = stats_of(self.stats.get(), dims, x, self.eps);
-            let r = dims.2;
+            let (r, relu, zero) = (dims.2, self.relu, T::from_f64(0.0));
             let out = map_blocks::<T, _>(dims, x.len(), |o, ch, out| {
                 let mu = T::from_f64(st.mean[ch]);
                 let a = T::from_f64(st.inv[ch] * ga[ch].to_f64());
                 let b = be[ch];
-                for (y, v) in out.iter_mut().zip(&x[o..o + r]) {
-                    y.write((*v - mu) * a + b);
+                let pairs = out.iter_mut().zip(&x[o..o + r]);
+                if relu {
+                    for (y, v) in pairs {
+                        let u = (*v - mu) * a + b;
+                        // `!(u <= 0)` lets NaN through, as `ops::relu` does.
+                        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+                        y.write(if !(u <= zero) { u } else { zero });
+                    }
+                } else {
+                    for (y, v) in pairs {
+                        y.write((*v - mu) * a + b);
+                    }
                 }
             });
             let _ = self.stats.set(st);
@@ -263,9 +280,17 @@ impl CustomOp3 for BatchNormOp {
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // relu(u) > 0 exactly where u > 0: the ReLU's backward is the mask of the output.
+        let masked;
+        let dy = if self.relu {
+            masked = super::relu::relu_mask(dy, &y.detach())?;
+            &masked
+        } else {
+            dy
+        };
         let st = self.stats.get().cloned();
         let xs = super::saved(x);
         let mut sums = None;
@@ -468,7 +493,7 @@ impl CustomOp2 for BnParamGradOp {
             Some(x.contiguous()?.apply_op3(
                 &g0.contiguous()?,
                 &g1.contiguous()?,
-                BatchNormOp::new(self.eps, self.stats.clone()),
+                BatchNormOp::new(self.eps, self.stats.clone(), false),
             )?)
         } else {
             None
@@ -672,17 +697,18 @@ pub(crate) fn normalize(x: &Tensor, eps: f64) -> Result<(Tensor, Vec<f64>, Vec<f
     let c = ncr(x.shape())?.1;
     let ones = Tensor::ones(c, x.dtype(), x.device())?;
     let zeros = Tensor::zeros(c, x.dtype(), x.device())?;
-    batch_norm_values(x, &ones, &zeros, eps)
+    batch_norm_values(x, &ones, &zeros, eps, false)
 }
 
-/// [`BatchNormOp`] and its statistics.
+/// [`BatchNormOp`] (followed by ReLU with `relu`) and its statistics.
 fn batch_norm_values(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    relu: bool,
 ) -> Result<(Tensor, Vec<f64>, Vec<f64>)> {
-    let op = BatchNormOp::new(eps, None);
+    let op = BatchNormOp::new(eps, None, relu);
     let stats = op.stats.clone();
     let y = x
         .contiguous()?
@@ -693,14 +719,16 @@ fn batch_norm_values(
     Ok((y, st.mean.clone(), st.var.clone()))
 }
 
-/// Training-mode batch-norm: `(y, batch mean, batch biased variance)`; mean/var carry no gradient.
+/// Training-mode batch-norm (followed by ReLU with `relu`): `(y, batch mean, batch biased
+/// variance)`; mean/var carry no gradient.
 pub(crate) fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let (y, mean, var) = batch_norm_values(x, gamma, beta, eps)?;
+    let (y, mean, var) = batch_norm_values(x, gamma, beta, eps, relu)?;
     let dt = x.dtype();
     let c = mean.len();
     let mean = Tensor::from_vec(mean, c, x.device())?.to_dtype(dt)?;

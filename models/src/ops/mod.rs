@@ -357,9 +357,26 @@ pub fn batch_norm_train(
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     if use_fast(x) && same_cpu(x, &[gamma, beta]) {
-        bn::batch_norm_train(x, gamma, beta, eps)
+        bn::batch_norm_train(x, gamma, beta, eps, false)
     } else {
         reference::batch_norm_train(x, gamma, beta, eps)
+    }
+}
+
+/// [`batch_norm_train`] followed by ReLU: `(relu(y), mean, variance)`. On the fast path one op
+/// (the ReLU is applied in batch norm's output pass, and its backward masks the upstream
+/// gradient before batch norm's): one activation pass and one graph node fewer per BN → ReLU.
+pub fn batch_norm_relu_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    if use_fast(x) && same_cpu(x, &[gamma, beta]) {
+        bn::batch_norm_train(x, gamma, beta, eps, true)
+    } else {
+        let (y, mean, var) = reference::batch_norm_train(x, gamma, beta, eps)?;
+        Ok((relu(&y)?, mean, var))
     }
 }
 

@@ -132,6 +132,11 @@ pub(crate) fn relu(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(ReluOp)
 }
 
+/// `g·[y > 0]`: the backward of a ReLU whose output (or input) is `y`.
+pub(crate) fn relu_mask(g: &Tensor, y: &Tensor) -> Result<Tensor> {
+    g.contiguous()?.apply_op2(&y.contiguous()?, ReluMaskOp)
+}
+
 pub(crate) fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, AddReluOp)
 }
