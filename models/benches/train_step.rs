@@ -80,8 +80,9 @@ fn mlp() -> Result<Net> {
     })
 }
 
-fn conv_bias(x: &Tensor, w: &Var, b: &Var, pad: usize) -> candle_core::Result<Tensor> {
-    ops::conv2d_bias(x, w, b, 1, pad, 1)
+/// Convolution + bias + ReLU, one fused op.
+fn conv_bias_relu(x: &Tensor, w: &Var, b: &Var, pad: usize) -> candle_core::Result<Tensor> {
+    ops::conv2d_bias_relu(x, w, b, 1, pad, 1)
 }
 
 fn lenet() -> Result<Net> {
@@ -95,9 +96,9 @@ fn lenet() -> Result<Net> {
     params.push(uniform(&mut rng, &[10], 64 * 7 * 7)?);
     let (x, y) = data(&mut rng, &[100, 1, 28, 28], 10)?;
     let forward = Box::new(|p: &[Var], x: &Tensor| -> candle_core::Result<Tensor> {
-        let h = ops::max_pool2d(&ops::relu(&conv_bias(x, &p[0], &p[1], 2)?)?, 2)?;
-        let h = ops::max_pool2d(&ops::relu(&conv_bias(&h, &p[2], &p[3], 2)?)?, 2)?;
-        let h = ops::relu(&conv_bias(&h, &p[4], &p[5], 1)?)?;
+        let h = ops::max_pool2d(&conv_bias_relu(x, &p[0], &p[1], 2)?, 2)?;
+        let h = ops::max_pool2d(&conv_bias_relu(&h, &p[2], &p[3], 2)?, 2)?;
+        let h = conv_bias_relu(&h, &p[4], &p[5], 1)?;
         ops::linear(&h.flatten_from(1)?, &p[6], Some(&p[7]))
     });
     Ok(Net {

@@ -227,3 +227,48 @@ fn fused_conv_bias_matches_reference_and_finite_differences() {
         check_first_and_second_order(&format!("fused conv + bias {case}"), &f, &[x, wt, b], 20);
     }
 }
+
+#[test]
+#[allow(clippy::needless_range_loop)]
+fn fused_conv_bias_relu_matches_reference_and_finite_differences() {
+    // `ops::conv2d_bias_relu` (one op on the fast path) against `ops::conv2d_bias` then
+    // `ops::relu`: forward and first order over every case (im2col and Winograd), then first and
+    // second order against finite differences with a convolution after the ReLU.
+    for dtype in [DType::F32, DType::F64] {
+        let tol = if dtype == DType::F32 { 2e-5 } else { 1e-12 };
+        for case in 0..CASES.len() {
+            let (x, w, r, (s, p, g)) = inputs(case, dtype);
+            let b = randn(&[w.dim(0).unwrap()], 60 + case as u64, dtype);
+            let what = format!("conv+bias+relu case {case} {:?} {dtype:?}", CASES[case]);
+            let f_fast = |t: &[Tensor]| -> Result<Tensor> {
+                (ops::conv2d_bias_relu(&t[0], &t[1], &t[2], s, p, g)? * &r)?.sum_all()
+            };
+            let f_ref = |t: &[Tensor]| -> Result<Tensor> {
+                (ops::relu(&ops::conv2d_bias(&t[0], &t[1], &t[2], s, p, g)?)? * &r)?.sum_all()
+            };
+            let ins = [x.clone(), w.clone(), b.clone()];
+            let fast = ops::conv2d_bias_relu(&x, &w, &b, s, p, g).unwrap();
+            let refr = ops::relu(&ops::conv2d_bias(&x, &w, &b, s, p, g).unwrap()).unwrap();
+            assert_close(&format!("{what} forward"), &fast, &refr, tol);
+            let (gf, gr) = (grads(&f_fast, &ins).unwrap(), grads(&f_ref, &ins).unwrap());
+            for (i, name) in ["x", "w", "b"].iter().enumerate() {
+                assert_close(&format!("{what} grad {name}"), &gf[i], &gr[i], tol);
+            }
+        }
+    }
+    for (case, (n, c, h, w, o, k)) in [(2, 3, 6, 5, 3, 3), (1, 8, 8, 9, 8, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let x = randn(&[n, c, h, w], 70 + case as u64, DType::F64);
+        let wt = randn(&[o, c, k, k], 71 + case as u64, DType::F64);
+        let w2 = randn(&[o, o, k, k], 72 + case as u64, DType::F64);
+        let b = randn(&[o], 73 + case as u64, DType::F64);
+        let r = randn(&[n, o, h, w], 74 + case as u64, DType::F64);
+        let f = |t: &[Tensor]| -> Result<Tensor> {
+            let h = ops::conv2d_bias_relu(&t[0], &t[1], &t[2], 1, 1, 1)?;
+            (ops::conv2d(&h, &t[3], 1, 1, 1)?.tanh()? * &r)?.sum_all()
+        };
+        check_first_and_second_order(&format!("conv+bias+relu {case}"), &f, &[x, wt, b, w2], 20);
+    }
+}

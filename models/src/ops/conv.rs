@@ -345,12 +345,25 @@ where
     per_chunk(out, per, || vec![T::from_f64(0.0); scratch], f);
 }
 
-/// `y = conv(x, w)` (+ `bias[o]`, added to each image's block while it is in cache).
-fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+/// `y = conv(x, w)` (+ `bias[o]`, then ReLU with `relu`: applied to each image's block while it
+/// is in cache).
+fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>, relu: bool) -> Vec<T> {
     if super::winograd::applies(g) {
-        super::winograd::conv3x3(g, x, w, bias)
+        super::winograd::conv3x3(g, x, w, bias, relu)
     } else {
-        conv_fwd_im2col(g, x, w, bias)
+        conv_fwd_im2col(g, x, w, bias, relu)
+    }
+}
+
+/// `max(v, 0)`, letting NaN through as `ops::relu` does.
+#[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+pub(crate) fn relu_value<T: Real>(v: T) -> T {
+    let zero = T::from_f64(0.0);
+    if !(v <= zero) {
+        v
+    } else {
+        zero
     }
 }
 
@@ -367,7 +380,7 @@ fn col_stride(g: &Geom) -> usize {
 }
 
 /// [`conv_fwd`] by im2col + one gemm per image and group.
-fn conv_fwd_im2col<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+fn conv_fwd_im2col<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>, relu: bool) -> Vec<T> {
     let (k, og, hwo) = (g.k(), g.og(), g.hwo());
     let stride = col_stride(g);
     let padded = stride != hwo;
@@ -407,11 +420,13 @@ fn conv_fwd_im2col<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> V
                     gemm_uninit(og, hwo, k, yg, a, wg.len(), b, cols.len(), par);
                 }
             }
-            if let Some(b) = bias {
-                for (yo, bo) in yi.chunks_exact_mut(hwo).zip(b) {
+            if bias.is_some() || relu {
+                for (oi, yo) in yi.chunks_exact_mut(hwo).enumerate() {
+                    let bo = bias.map_or(T::from_f64(0.0), |b| b[oi]);
                     for v in yo {
                         // SAFETY: written by the gemm or the copy above.
-                        unsafe { *v.assume_init_mut() += *bo };
+                        let v = unsafe { v.assume_init_mut() };
+                        *v = if relu { relu_value(*v + bo) } else { *v + bo };
                     }
                 }
             }
@@ -444,7 +459,7 @@ fn flipped_weights<T: Real>(g: &Geom, w: &[T]) -> Vec<T> {
 
 fn conv_input_grad<T: Real>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     if let Some(t) = g.transposed() {
-        return conv_fwd(&t, dy, &flipped_weights(g, w), None);
+        return conv_fwd(&t, dy, &flipped_weights(g, w), None, false);
     }
     let (k, og, hwo) = (g.k(), g.og(), g.hwo());
     let mut dx = vec![T::from_f64(0.0); g.n * g.c * g.hw()];
@@ -559,7 +574,7 @@ fn conv_weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
 }
 
 fn conv_fwd_no_bias<T: Real>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
-    conv_fwd(g, x, w, None)
+    conv_fwd(g, x, w, None, false)
 }
 
 /// Dispatch on dtype and check the inputs' shapes against the geometry.
@@ -586,9 +601,10 @@ macro_rules! two_inputs {
 
 /// `y = conv2d(x, w)`.
 pub(crate) struct Conv2dOp(pub Geom);
-/// `y = conv2d(x, w) + b[channel]`: a convolution layer with bias as one op (one pass and one
-/// graph node fewer than [`Conv2dOp`] followed by a bias add).
-pub(crate) struct Conv2dBiasOp(pub Geom);
+/// `y = conv2d(x, w) + b[channel]`, followed by ReLU when `.1`: a convolution layer with bias
+/// (and activation) as one op (a pass and a graph node fewer per fused step; the ReLU's backward
+/// masks the upstream gradient where the output is zero).
+pub(crate) struct Conv2dBiasOp(pub Geom, pub bool);
 /// `dx = conv_transpose(dy, w)`: the input gradient of [`Conv2dOp`].
 pub(crate) struct ConvInputGradOp(pub Geom);
 /// `dw = Σₙ dyₙ ⋆ xₙ`: the weight gradient of [`Conv2dOp`].
@@ -602,9 +618,9 @@ fn apply2<C: CustomOp2 + Send + Sync + 'static>(a: &Tensor, b: &Tensor, op: C) -
 pub(crate) fn conv(g: Geom, x: &Tensor, w: &Tensor) -> Result<Tensor> {
     apply2(x, w, Conv2dOp(g))
 }
-pub(crate) fn conv_bias(g: Geom, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub(crate) fn conv_bias(g: Geom, x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op3(&w.contiguous()?, &b.contiguous()?, Conv2dBiasOp(g))
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, Conv2dBiasOp(g, relu))
 }
 pub(crate) fn input_grad(g: Geom, dy: &Tensor, w: &Tensor) -> Result<Tensor> {
     apply2(dy, w, ConvInputGradOp(g))
@@ -668,7 +684,11 @@ impl CustomOp2 for Conv2dOp {
 
 impl CustomOp3 for Conv2dBiasOp {
     fn name(&self) -> &'static str {
-        "zoo-conv2d-bias"
+        if self.1 {
+            "zoo-conv2d-bias-relu"
+        } else {
+            "zoo-conv2d-bias"
+        }
     }
     fn cpu_fwd(
         &self,
@@ -696,7 +716,7 @@ impl CustomOp3 for Conv2dBiasOp {
             let x = contiguous::<T>(s1, l1, self.name())?;
             let w = contiguous::<T>(s2, l2, self.name())?;
             let b = contiguous::<T>(s3, l3, self.name())?;
-            Ok(storage(conv_fwd(g, x, w, Some(b)), g.y_shape()))
+            Ok(storage(conv_fwd(g, x, w, Some(b), self.1), g.y_shape()))
         })
     }
     fn bwd(
@@ -704,9 +724,17 @@ impl CustomOp3 for Conv2dBiasOp {
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // relu(u) > 0 exactly where u > 0: the ReLU's backward is the mask of the output.
+        let masked;
+        let dy = if self.1 {
+            masked = super::relu::relu_mask(dy, &y.detach())?;
+            &masked
+        } else {
+            dy
+        };
         let (dx, dw) = conv_grads(self.0, x, w, dy)?;
         let db = if_needed(b, || super::bn::channel_sum(dy))?;
         Ok((dx, dw, db.and_then(|d| param_grad(b, d))))

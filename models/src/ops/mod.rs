@@ -267,9 +267,27 @@ pub fn conv2d_bias(
 ) -> Result<Tensor> {
     if use_fast(x) && same_cpu(x, &[w, b]) {
         let g = conv::Geom::new(x.dims4()?, w.dims4()?, stride, padding, groups)?;
-        conv::conv_bias(g, x, w, b)
+        conv::conv_bias(g, x, w, b, false)
     } else {
         add_bias(&conv2d(x, w, stride, padding, groups)?, b)
+    }
+}
+
+/// [`conv2d_bias`] followed by ReLU; on the fast path one op (the ReLU applied while each
+/// image's output is in cache, and no graph node of its own).
+pub fn conv2d_bias_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    if use_fast(x) && same_cpu(x, &[w, b]) {
+        let g = conv::Geom::new(x.dims4()?, w.dims4()?, stride, padding, groups)?;
+        conv::conv_bias(g, x, w, b, true)
+    } else {
+        relu(&add_bias(&conv2d(x, w, stride, padding, groups)?, b)?)
     }
 }
 

@@ -361,7 +361,13 @@ fn transform_weights<T: Real>(g: &Geom, w: &[T]) -> Vec<T> {
 /// input tiles are gathered and transformed, multiplied by the transformed kernels in 36 gemms
 /// `M_ξ (o × cols) = U_ξ (o × c) · V_ξ (c × cols)`, transformed back, and the outputs gathered
 /// into `y`.
-pub(crate) fn conv3x3<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+pub(crate) fn conv3x3<T: Real>(
+    g: &Geom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    relu: bool,
+) -> Vec<T> {
     let (c, o, hw) = (g.c, g.o, g.h * g.w);
     let (per, nb) = chunking(g);
     let u = transform_weights(g, w);
@@ -419,8 +425,14 @@ pub(crate) fn conv3x3<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -
                 for (oi, plane) in yb.chunks_exact_mut(hw).enumerate() {
                     let bias = bias.map_or(T::zero(), |b| b[oi]);
                     let mo = &m[oi * cols + b * per..];
-                    for (dst, &i) in plane.iter_mut().zip(from.iter()) {
-                        dst.write(mo[i as usize] + bias);
+                    if relu {
+                        for (dst, &i) in plane.iter_mut().zip(from.iter()) {
+                            dst.write(super::conv::relu_value(mo[i as usize] + bias));
+                        }
+                    } else {
+                        for (dst, &i) in plane.iter_mut().zip(from.iter()) {
+                            dst.write(mo[i as usize] + bias);
+                        }
                     }
                 }
             }
