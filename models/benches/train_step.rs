@@ -68,8 +68,8 @@ fn mlp() -> Result<Net> {
     }
     let (x, y) = data(&mut rng, &[100, 784], 10)?;
     let forward = Box::new(|p: &[Var], x: &Tensor| -> candle_core::Result<Tensor> {
-        let h = ops::relu(&ops::linear(x, &p[0], Some(&p[1]))?)?;
-        let h = ops::relu(&ops::linear(&h, &p[2], Some(&p[3]))?)?;
+        let h = ops::linear_relu(x, &p[0], &p[1])?;
+        let h = ops::linear_relu(&h, &p[2], &p[3])?;
         ops::linear(&h, &p[4], Some(&p[5]))
     });
     Ok(Net {

@@ -169,6 +169,17 @@ pub fn linear(p: &ParamSet, name: &str, x: &Tensor) -> Result<Tensor> {
     ops::linear(x, p.get(&format!("{name}.weight"))?, b)
 }
 
+/// [`linear`] followed by ReLU, fused into one op ([`ops::linear_relu`]) when the layer has a
+/// bias.
+pub fn linear_relu(p: &ParamSet, name: &str, x: &Tensor) -> Result<Tensor> {
+    let bias = format!("{name}.bias");
+    if p.contains(&bias) {
+        ops::linear_relu(x, p.get(&format!("{name}.weight"))?, p.get(&bias)?)
+    } else {
+        ops::relu(&linear(p, name, x)?)
+    }
+}
+
 /// BatchNorm `name` on `(n, c)` or `(n, c, h, w)` input.
 ///
 /// Training mode normalises with batch statistics; when `ctx.update_stats` is set it also updates

@@ -122,7 +122,7 @@ impl Classifier for LeNet {
             h = layers::conv2d(p, &format!("conv{i}"), &h, 1, 2, 1)?;
             h = ops::relu(&max_pool_3x3_s2_same(&h)?)?;
         }
-        ops::relu(&layers::linear(p, "fc1", &h.flatten_from(1)?)?)
+        layers::linear_relu(p, "fc1", &h.flatten_from(1)?)
     }
 
     fn head(&self) -> (&str, Option<&str>) {

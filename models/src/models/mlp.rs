@@ -4,7 +4,6 @@
 use crate::classifier::{Classifier, Ctx};
 use crate::init::Init;
 use crate::layers::{self, Builder};
-use crate::ops;
 use crate::params::{ParamSet, ParamStore};
 use candle_core::{bail, Device, Result, Tensor};
 use rand::rngs::StdRng;
@@ -130,7 +129,7 @@ impl Classifier for Mlp {
         }
         h = layers::dropout(&h, self.cfg.input_dropout, ctx)?;
         for i in 0..self.n_layers() - 1 {
-            h = ops::relu(&layers::linear(p, &format!("layers.{i}"), &h)?)?;
+            h = layers::linear_relu(p, &format!("layers.{i}"), &h)?;
             h = layers::dropout(&h, self.cfg.hidden_dropout, ctx)?;
         }
         Ok(h)

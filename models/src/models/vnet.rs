@@ -3,7 +3,6 @@
 //! initialisation, as the authors' `VNet(1, 100, 1)`.
 
 use crate::layers::{self, Builder};
-use crate::ops;
 use crate::params::{ParamSet, ParamStore};
 use candle_core::{bail, Device, Result, Tensor};
 use rand::rngs::StdRng;
@@ -48,7 +47,7 @@ impl VNet {
                 losses.dims()
             )
         }
-        let h = ops::relu(&layers::linear(p, "linear1", losses)?)?;
+        let h = layers::linear_relu(p, "linear1", losses)?;
         candle_nn::ops::sigmoid(&layers::linear(p, "linear2", &h)?)
     }
 }

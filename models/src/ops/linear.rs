@@ -5,9 +5,16 @@
 use super::kernels::{contiguous, gemm, storage, with_float, Mat};
 use candle_core::backend::BackendStorage;
 use candle_core::WithDType as _;
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 pub(crate) struct LinearOp;
+/// `x · wᵀ + b`, followed by ReLU with `relu`, as one op: the output starts as the bias rows
+/// and the gemm accumulates onto them (no bias pass), the ReLU runs over it while it is in
+/// cache, and there is one graph node instead of two or three (each of which candle's backward
+/// starts as zeros and accumulates into).
+pub(crate) struct LinearBiasOp {
+    pub relu: bool,
+}
 
 impl CustomOp2 for LinearOp {
     fn name(&self) -> &'static str {
@@ -72,6 +79,98 @@ impl CustomOp2 for LinearOp {
     }
 }
 
+impl CustomOp3 for LinearBiasOp {
+    fn name(&self) -> &'static str {
+        if self.relu {
+            "zoo-linear-bias-relu"
+        } else {
+            "zoo-linear-bias"
+        }
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, i) = l1.shape().dims2()?;
+        let (o, i2) = l2.shape().dims2()?;
+        if i != i2 {
+            candle_core::bail!("linear: input has {i} features, weight expects {i2}");
+        }
+        if l3.shape().dims() != [o] {
+            candle_core::bail!("linear: bias must have shape ({o},), got {:?}", l3.shape());
+        }
+        if s1.dtype() != s2.dtype() || s1.dtype() != s3.dtype() {
+            candle_core::bail!(
+                "linear: dtype mismatch {:?} / {:?} / {:?}",
+                s1.dtype(),
+                s2.dtype(),
+                s3.dtype()
+            );
+        }
+        with_float!(s1.dtype(), self.name(), |T| {
+            let x = contiguous::<T>(s1, l1, self.name())?;
+            let w = contiguous::<T>(s2, l2, self.name())?;
+            let bias = contiguous::<T>(s3, l3, self.name())?;
+            let mut y = Vec::with_capacity(b * o);
+            for _ in 0..b {
+                y.extend_from_slice(bias);
+            }
+            gemm(
+                b,
+                o,
+                i,
+                &mut y,
+                true,
+                Mat::rows(x, i),
+                x.len(),
+                Mat::rows_t(w, i),
+                w.len(),
+                true,
+            );
+            if self.relu {
+                for v in y.iter_mut() {
+                    *v = super::conv::relu_value(*v);
+                }
+            }
+            Ok(storage(y, (b, o)))
+        })
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // relu(u) > 0 exactly where u > 0: the ReLU's backward is the mask of the output.
+        let masked;
+        let dy = if self.relu {
+            masked = super::relu::relu_mask(dy, &y.detach())?;
+            &masked
+        } else {
+            dy
+        };
+        let (dx, dw) = LinearOp.bwd(x, w, y, dy)?;
+        let db = if bias.track_op() {
+            crate::backprop::param_grad(bias, super::bn::channel_sum(dy)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
+
 pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&w.contiguous()?, LinearOp)
+}
+
+pub(crate) fn linear_bias(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, LinearBiasOp { relu })
 }

@@ -339,7 +339,13 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// Linear layer `x · wᵀ + b` with PyTorch's weight layout `(out, in)`.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = if use_fast(x) && x.rank() == 2 && w.dtype() == x.dtype() && w.device().is_cpu() {
+    let fast = use_fast(x) && x.rank() == 2 && w.dtype() == x.dtype() && w.device().is_cpu();
+    if let (true, Some(b)) = (fast, b) {
+        if same_cpu(x, &[b]) {
+            return linear::linear_bias(x, w, b, false);
+        }
+    }
+    let y = if fast {
         linear::linear(x, w)?
     } else {
         reference::linear(x, w)?
@@ -349,6 +355,17 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         Some(b) if y.rank() == 2 => add_bias(&y, b),
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
+    }
+}
+
+/// `relu(x · wᵀ + b)`: [`linear`] followed by ReLU, one op on the fast path (the ReLU runs over
+/// the output while it is in cache and has no graph node of its own).
+pub fn linear_relu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let fast = use_fast(x) && x.rank() == 2 && w.dtype() == x.dtype() && w.device().is_cpu();
+    if fast && same_cpu(x, &[b]) {
+        linear::linear_bias(x, w, b, true)
+    } else {
+        relu(&linear(x, w, Some(b))?)
     }
 }
 
