@@ -242,6 +242,8 @@ struct Gather {
     dst: Vec<u32>,
     plane: usize,
     per: usize,
+    /// Whether some element reads the padding (else the channel is read in place).
+    padded: bool,
 }
 
 impl Gather {
@@ -274,11 +276,13 @@ impl Gather {
                 }
             }
         }
+        let padded = src.iter().any(|&s| s as usize == g.h * g.w);
         Gather {
             src,
             dst: Vec::new(),
             plane: 0,
             per,
+            padded,
         }
     }
 
@@ -308,10 +312,17 @@ impl Gather {
         ext: &mut [T],
     ) {
         for (ci, ch) in img.chunks_exact(hw).enumerate() {
-            ext[..hw].copy_from_slice(ch);
+            // Without padding reads (an output gradient whose sides are multiples of 4) the
+            // channel is read in place; else through `ext`, whose zero the padding reads.
+            let src: &[T] = if self.padded {
+                ext[..hw].copy_from_slice(ch);
+                ext
+            } else {
+                ch
+            };
             let out = &mut planes[ci * cols + col0..];
             for (&s, &d) in self.src.iter().zip(&self.dst) {
-                out[d as usize] = ext[s as usize];
+                out[d as usize] = src[s as usize];
             }
         }
     }
