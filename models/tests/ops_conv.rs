@@ -51,6 +51,9 @@ const CASES: &[Case] = &[
     (30, 16, 8, 8, 16, 3, 1, 1, 1),
     (1, 8, 1, 1, 8, 3, 1, 1, 1),
     (2, 9, 7, 5, 10, 3, 1, 1, 1),
+    // Wide images (8+ tiles across): width a multiple of 4 and not.
+    (1, 8, 12, 32, 9, 3, 1, 1, 1),
+    (2, 8, 9, 33, 8, 3, 1, 1, 1),
 ];
 
 fn inputs(case: usize, dtype: DType) -> (Tensor, Tensor, Tensor, (usize, usize, usize)) {
