@@ -10,11 +10,18 @@
 //! MNIST LeNet (batch 100, 10 meta images, as in the `l2rw` MNIST experiment) and ResNet-32
 //! (batch 128, meta batch 100), on the fast path.
 //!
-//! `cargo bench -p zoo-models --bench train_step -- [--secs S] [--models mlp,lenet,resnet32]
-//!  [--threads 2] [--python PATH] [--no-torch] [--no-meta] [--out FILE]`
+//! `cargo bench -p zoo-models --bench train_step -- [--secs S] [--rounds 5]
+//!  [--models mlp,lenet,resnet32] [--threads 2] [--python PATH] [--no-torch] [--no-candle]
+//!  [--no-meta] [--out FILE]`
+//!
+//! The fast path and PyTorch alternate in `--rounds` rounds of `S / rounds` seconds each, and
+//! their ratio is the median of the per-round ratios: this shared machine's speed drifts by tens
+//! of percent within minutes, and back-to-back blocks of one then the other did not see the same
+//! machine (the same build's ResNet-32 ratio read 1.04× and 0.85× nine minutes apart).
 //!
 //! The nets are written here against `zoo_models::ops` so they match the PyTorch script layer
-//! for layer. The table goes to stdout and (atomically) to `results/bench/train_step.md`.
+//! for layer (with the zoo's fused ops where PyTorch runs two or three: conv + bias + ReLU, BN +
+//! ReLU, linear + bias + ReLU, residual sum + ReLU). The table goes to stdout and (atomically) to `results/bench/train_step.md`.
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -197,19 +204,37 @@ fn resnet32() -> Result<Net> {
     })
 }
 
-/// Median seconds per step and the forward / backward / update split (medians).
+/// Seconds per timed step (whole step and its forward / backward / update phases), pooled over
+/// rounds, and the last loss.
+#[derive(Default)]
 struct Timing {
-    steps: usize,
-    median: f64,
-    fwd: f64,
-    bwd: f64,
-    upd: f64,
+    tot: Vec<f64>,
+    fwd: Vec<f64>,
+    bwd: Vec<f64>,
+    upd: Vec<f64>,
     loss: f64,
 }
 
-fn median(v: &mut [f64]) -> f64 {
+impl Timing {
+    fn add(&mut self, other: Timing) {
+        self.tot.extend(other.tot);
+        self.fwd.extend(other.fwd);
+        self.bwd.extend(other.bwd);
+        self.upd.extend(other.upd);
+        self.loss = other.loss;
+    }
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    let n = v.len();
+    if n.is_multiple_of(2) {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    } else {
+        v[n / 2]
+    }
 }
 
 fn bench_candle(net: &Net, secs: f64) -> Result<Timing> {
@@ -263,11 +288,10 @@ fn bench_candle(net: &Net, secs: f64) -> Result<Timing> {
         loss = l;
     }
     Ok(Timing {
-        steps: tot.len(),
-        median: median(&mut tot),
-        fwd: median(&mut f),
-        bwd: median(&mut b),
-        upd: median(&mut u),
+        tot,
+        fwd: f,
+        bwd: b,
+        upd: u,
         loss,
     })
 }
@@ -373,14 +397,8 @@ fn bench_meta(model: &str, secs: f64) -> Result<MetaTiming> {
             }),
         ],
     )?;
-    let ratio = |i: usize| {
-        let mut r: Vec<f64> = times.iter().map(|t| t[i] / t[0]).collect();
-        median(&mut r)
-    };
-    let col = |i: usize| {
-        let mut v: Vec<f64> = times.iter().map(|t| t[i]).collect();
-        median(&mut v)
-    };
+    let ratio = |i: usize| median(&times.iter().map(|t| t[i] / t[0]).collect::<Vec<_>>());
+    let col = |i: usize| median(&times.iter().map(|t| t[i]).collect::<Vec<_>>());
     let (plain, meta, l2rw) = (col(0), col(1), col(2));
     let (meta_ratio, l2rw_ratio) = (ratio(1), ratio(2));
     Ok(MetaTiming {
@@ -416,13 +434,11 @@ fn bench_torch(python: &str, script: &str, model: &str, secs: f64) -> Result<Tim
             .map(|x| x.as_f64().context("non-numeric time"))
             .collect()
     };
-    let mut tot = arr("step_times")?;
     Ok(Timing {
-        steps: tot.len(),
-        median: median(&mut tot),
-        fwd: median(&mut arr("fwd")?),
-        bwd: median(&mut arr("bwd")?),
-        upd: median(&mut arr("upd")?),
+        tot: arr("step_times")?,
+        fwd: arr("fwd")?,
+        bwd: arr("bwd")?,
+        upd: arr("upd")?,
         loss: v["last_loss"].as_f64().unwrap_or(f64::NAN),
     })
 }
@@ -464,6 +480,7 @@ struct Args {
     torch: bool,
     candle: bool,
     meta: bool,
+    rounds: usize,
     out: std::path::PathBuf,
 }
 
@@ -477,6 +494,7 @@ fn parse_args() -> Result<Args> {
         torch: true,
         candle: true,
         meta: true,
+        rounds: 5,
         out: format!("{root}/results/bench/train_step.md").into(),
     };
     let mut it = std::env::args().skip(1);
@@ -491,6 +509,7 @@ fn parse_args() -> Result<Args> {
                     .context("--threads: not a number")?
             }
             "--python" => a.python = val("--python")?,
+            "--rounds" => a.rounds = val("--rounds")?.parse().context("--rounds: not a number")?,
             "--out" => a.out = val("--out")?.into(),
             "--no-torch" => a.torch = false,
             "--no-candle" => a.candle = false,
@@ -504,8 +523,8 @@ fn parse_args() -> Result<Args> {
             bail!("unknown model {m} (mlp, lenet, resnet32)");
         }
     }
-    if a.secs <= 0.0 || a.threads == 0 {
-        bail!("--secs and --threads must be positive");
+    if a.secs <= 0.0 || a.threads == 0 || a.rounds == 0 {
+        bail!("--secs, --threads and --rounds must be positive");
     }
     Ok(a)
 }
@@ -538,29 +557,40 @@ fn main() -> Result<()> {
             _ => resnet32()?,
         };
         let mut r: Vec<(String, Option<Timing>)> = vec![];
-        for (name, b) in [
-            ("candle ops", Backend::Candle),
-            ("fast path", Backend::Fast),
-        ] {
-            if b == Backend::Candle && !args.candle {
-                continue;
-            }
-            ops::set_backend(b);
-            eprintln!("{m}: {name} ...");
-            r.push((name.into(), Some(bench_candle(&net, args.secs)?)));
+        if args.candle {
+            ops::set_backend(Backend::Candle);
+            eprintln!("{m}: candle ops ...");
+            r.push(("candle ops".into(), Some(bench_candle(&net, args.secs)?)));
         }
         ops::set_backend(Backend::Fast);
-        if args.torch {
-            eprintln!("{m}: pytorch ...");
-            match bench_torch(&args.python, script, m, args.secs) {
-                Ok(t) => r.push(("pytorch".into(), Some(t))),
-                Err(e) => {
-                    eprintln!("pytorch side failed: {e:#}");
-                    r.push(("pytorch".into(), None));
+        // The fast path and PyTorch alternate in rounds of secs / rounds each, so that both
+        // see the same machine: its speed drifts by tens of percent within minutes.
+        let (mut fast, mut torch) = (Timing::default(), Some(Timing::default()));
+        let mut round_ratios = vec![];
+        for round in 1..=args.rounds {
+            eprintln!("{m}: fast path, round {round} ...");
+            let f = bench_candle(&net, args.secs / args.rounds as f64)?;
+            let fm = median(&f.tot);
+            fast.add(f);
+            if let (true, Some(acc)) = (args.torch, torch.as_mut()) {
+                eprintln!("{m}: pytorch, round {round} ...");
+                match bench_torch(&args.python, script, m, args.secs / args.rounds as f64) {
+                    Ok(t) => {
+                        round_ratios.push(median(&t.tot) / fm);
+                        acc.add(t);
+                    }
+                    Err(e) => {
+                        eprintln!("pytorch side failed: {e:#}");
+                        torch = None;
+                    }
                 }
             }
         }
-        rows.push((m.clone(), r));
+        r.push(("fast path".into(), Some(fast)));
+        if args.torch {
+            r.push(("pytorch".into(), torch));
+        }
+        rows.push((m.clone(), r, round_ratios));
     }
     let mut meta_rows = vec![];
     if args.meta {
@@ -582,7 +612,9 @@ fn main() -> Result<()> {
          at start: {load_start}; at end: {load_end}.\n\
          PyTorch: `{}` running `../shared/bench/torch_bench.py` ({}).\n\n\
          Step = forward + cross-entropy + backward + plain SGD (the zoo's `Sgd`: in place on the fast path, tensor ops with candle's ops); median over >= {}s after warm-up. \
-         fwd/bwd/upd are medians of each phase.\n\n",
+         fwd/bwd/upd are medians of each phase. The fast path and PyTorch run alternately in {} rounds of {:.1}s each \
+         (times pooled over the rounds); their ratio is the median of the per-round ratios (listed), candle's ops' \
+         ratio is to PyTorch's pooled median.\n\n",
         sh("date", &["-u", "+%Y-%m-%d %H:%M"]),
         machine(),
         args.threads,
@@ -592,33 +624,54 @@ fn main() -> Result<()> {
             &["-c", "import torch; print('torch', torch.__version__)"]
         ),
         args.secs,
+        args.rounds,
+        args.secs / args.rounds as f64,
     ));
     md.push_str("| model | implementation | steps/s | ms/step | fwd ms | bwd ms | upd ms | steps timed | last loss | ratio to PyTorch |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
-    for (m, r) in &rows {
+    let mut ratios_md = String::new();
+    for (m, r, round_ratios) in &rows {
         let torch = r
             .iter()
             .find(|(n, _)| n == "pytorch")
             .and_then(|(_, t)| t.as_ref())
-            .map(|t| t.median);
+            .map(|t| median(&t.tot));
         for (name, t) in r {
+            let ratio = match (name.as_str(), torch) {
+                ("pytorch", Some(_)) => "1.00x".to_string(),
+                ("fast path", Some(_)) if !round_ratios.is_empty() => {
+                    format!("{:.2}x", median(round_ratios))
+                }
+                (_, Some(tt)) => t
+                    .as_ref()
+                    .map_or("n/a".into(), |t| format!("{:.2}x", tt / median(&t.tot))),
+                _ => "n/a".into(),
+            };
             match t {
-                Some(t) => md.push_str(&format!(
-                    "| {m} | {name} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.4} | {} |\n",
-                    1.0 / t.median,
-                    t.median * 1e3,
-                    t.fwd * 1e3,
-                    t.bwd * 1e3,
-                    t.upd * 1e3,
-                    t.steps,
-                    t.loss,
-                    torch
-                        .map(|tt| format!("{:.2}x", tt / t.median))
-                        .unwrap_or_else(|| "n/a".into()),
-                )),
+                Some(t) => {
+                    let med = median(&t.tot);
+                    md.push_str(&format!(
+                        "| {m} | {name} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.4} | {ratio} |\n",
+                        1.0 / med,
+                        med * 1e3,
+                        median(&t.fwd) * 1e3,
+                        median(&t.bwd) * 1e3,
+                        median(&t.upd) * 1e3,
+                        t.tot.len(),
+                        t.loss,
+                    ))
+                }
                 None => md.push_str(&format!("| {m} | {name} | failed | | | | | | | |\n")),
             }
         }
+        if !round_ratios.is_empty() {
+            let list: Vec<String> = round_ratios.iter().map(|r| format!("{r:.2}x")).collect();
+            ratios_md.push_str(&format!("- {m}: {}\n", list.join(", ")));
+        }
+    }
+    if !ratios_md.is_empty() {
+        md.push_str("\nFast path / PyTorch steps per second, per round:\n\n");
+        md.push_str(&ratios_md);
     }
     if !meta_rows.is_empty() {
         md.push_str(
