@@ -133,27 +133,21 @@ fn conv_bn(rng: &mut StdRng, params: &mut Vec<Var>, o: usize, i: usize, k: usize
     Ok(at)
 }
 
+/// Convolution then batch norm, followed by ReLU (fused into the batch norm) with `relu`.
 fn apply_conv_bn(
     p: &[Var],
     at: usize,
     x: &Tensor,
-    stride: usize,
-    pad: usize,
+    (stride, pad): (usize, usize),
+    relu: bool,
 ) -> candle_core::Result<Tensor> {
     let h = ops::conv2d(x, &p[at], stride, pad, 1)?;
-    Ok(ops::batch_norm_train(&h, &p[at + 1], &p[at + 2], 1e-5)?.0)
-}
-
-/// [`apply_conv_bn`] followed by ReLU (fused into the batch norm).
-fn apply_conv_bn_relu(
-    p: &[Var],
-    at: usize,
-    x: &Tensor,
-    stride: usize,
-    pad: usize,
-) -> candle_core::Result<Tensor> {
-    let h = ops::conv2d(x, &p[at], stride, pad, 1)?;
-    Ok(ops::batch_norm_relu_train(&h, &p[at + 1], &p[at + 2], 1e-5)?.0)
+    let bn = if relu {
+        ops::batch_norm_relu_train
+    } else {
+        ops::batch_norm_train
+    };
+    Ok(bn(&h, &p[at + 1], &p[at + 2], 1e-5)?.0)
 }
 
 fn resnet32() -> Result<Net> {
@@ -183,12 +177,12 @@ fn resnet32() -> Result<Net> {
     let (x, y) = data(&mut rng, &[128, 3, 32, 32], 10)?;
     let forward = Box::new(
         move |p: &[Var], x: &Tensor| -> candle_core::Result<Tensor> {
-            let mut h = apply_conv_bn_relu(p, stem, x, 1, 1)?;
+            let mut h = apply_conv_bn(p, stem, x, (1, 1), true)?;
             for &(c1, c2, sc, stride) in &blocks {
-                let a = apply_conv_bn_relu(p, c1, &h, stride, 1)?;
-                let a = apply_conv_bn(p, c2, &a, 1, 1)?;
+                let a = apply_conv_bn(p, c1, &h, (stride, 1), true)?;
+                let a = apply_conv_bn(p, c2, &a, (1, 1), false)?;
                 let s = match sc {
-                    Some(sc) => apply_conv_bn(p, sc, &h, stride, 0)?,
+                    Some(sc) => apply_conv_bn(p, sc, &h, (stride, 0), false)?,
                     None => h.clone(),
                 };
                 h = ops::add_relu(&a, &s)?;

@@ -727,14 +727,7 @@ impl CustomOp3 for Conv2dBiasOp {
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // relu(u) > 0 exactly where u > 0: the ReLU's backward is the mask of the output.
-        let masked;
-        let dy = if self.1 {
-            masked = super::relu::relu_mask(dy, &y.detach())?;
-            &masked
-        } else {
-            dy
-        };
+        let dy = &super::relu::through_fused_relu(self.1, dy, y)?;
         let (dx, dw) = conv_grads(self.0, x, w, dy)?;
         let db = if_needed(b, || super::bn::channel_sum(dy))?;
         Ok((dx, dw, db.and_then(|d| param_grad(b, d))))

@@ -148,14 +148,7 @@ impl CustomOp3 for LinearBiasOp {
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // relu(u) > 0 exactly where u > 0: the ReLU's backward is the mask of the output.
-        let masked;
-        let dy = if self.relu {
-            masked = super::relu::relu_mask(dy, &y.detach())?;
-            &masked
-        } else {
-            dy
-        };
+        let dy = &super::relu::through_fused_relu(self.relu, dy, y)?;
         let (dx, dw) = LinearOp.bwd(x, w, y, dy)?;
         let db = if bias.track_op() {
             crate::backprop::param_grad(bias, super::bn::channel_sum(dy)?)

@@ -132,9 +132,14 @@ pub(crate) fn relu(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(ReluOp)
 }
 
-/// `g·[y > 0]`: the backward of a ReLU whose output (or input) is `y`.
-pub(crate) fn relu_mask(g: &Tensor, y: &Tensor) -> Result<Tensor> {
-    g.contiguous()?.apply_op2(&y.contiguous()?, ReluMaskOp)
+/// The upstream gradient `g` of an op whose output `y` is followed by a fused ReLU (`relu`): the
+/// ReLU's backward `g·[y > 0]` (`relu(u) > 0` exactly where `u > 0`), or `g` itself.
+pub(crate) fn through_fused_relu(relu: bool, g: &Tensor, y: &Tensor) -> Result<Tensor> {
+    if relu {
+        g.contiguous()?.apply_op2(&y.detach(), ReluMaskOp)
+    } else {
+        Ok(g.clone())
+    }
 }
 
 pub(crate) fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
