@@ -265,12 +265,7 @@ pub fn conv2d_bias(
     padding: usize,
     groups: usize,
 ) -> Result<Tensor> {
-    if use_fast(x) && same_cpu(x, &[w, b]) {
-        let g = conv::Geom::new(x.dims4()?, w.dims4()?, stride, padding, groups)?;
-        conv::conv_bias(g, x, w, b, false)
-    } else {
-        add_bias(&conv2d(x, w, stride, padding, groups)?, b)
-    }
+    conv_bias_maybe_relu(x, (w, b), (stride, padding, groups), false)
 }
 
 /// [`conv2d_bias`] followed by ReLU; on the fast path one op (the ReLU applied while each
@@ -283,11 +278,24 @@ pub fn conv2d_bias_relu(
     padding: usize,
     groups: usize,
 ) -> Result<Tensor> {
+    conv_bias_maybe_relu(x, (w, b), (stride, padding, groups), true)
+}
+
+fn conv_bias_maybe_relu(
+    x: &Tensor,
+    (w, b): (&Tensor, &Tensor),
+    (stride, padding, groups): (usize, usize, usize),
+    relu_after: bool,
+) -> Result<Tensor> {
     if use_fast(x) && same_cpu(x, &[w, b]) {
         let g = conv::Geom::new(x.dims4()?, w.dims4()?, stride, padding, groups)?;
-        conv::conv_bias(g, x, w, b, true)
+        return conv::conv_bias(g, x, w, b, relu_after);
+    }
+    let y = add_bias(&conv2d(x, w, stride, padding, groups)?, b)?;
+    if relu_after {
+        relu(&y)
     } else {
-        relu(&add_bias(&conv2d(x, w, stride, padding, groups)?, b)?)
+        Ok(y)
     }
 }
 
