@@ -252,7 +252,7 @@ impl CustomOp3 for BatchNormOp {
             let ga = contiguous::<T>(s2, l2, self.name())?;
             let be = contiguous::<T>(s3, l3, self.name())?;
             let st = stats_of(self.stats.get(), dims, x, self.eps);
-            let (r, relu, zero) = (dims.2, self.relu, T::from_f64(0.0));
+            let (r, relu) = (dims.2, self.relu);
             let out = map_blocks::<T, _>(dims, x.len(), |o, ch, out| {
                 let mu = T::from_f64(st.mean[ch]);
                 let a = T::from_f64(st.inv[ch] * ga[ch].to_f64());
@@ -260,10 +260,7 @@ impl CustomOp3 for BatchNormOp {
                 let pairs = out.iter_mut().zip(&x[o..o + r]);
                 if relu {
                     for (y, v) in pairs {
-                        let u = (*v - mu) * a + b;
-                        // `!(u <= 0)` lets NaN through, as `ops::relu` does.
-                        #[allow(clippy::neg_cmp_op_on_partial_ord)]
-                        y.write(if !(u <= zero) { u } else { zero });
+                        y.write(super::relu::relu_value((*v - mu) * a + b));
                     }
                 } else {
                     for (y, v) in pairs {

@@ -355,18 +355,6 @@ fn conv_fwd<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>, relu: bool)
     }
 }
 
-/// `max(v, 0)`, letting NaN through as `ops::relu` does.
-#[inline(always)]
-#[allow(clippy::neg_cmp_op_on_partial_ord)]
-pub(crate) fn relu_value<T: Real>(v: T) -> T {
-    let zero = T::from_f64(0.0);
-    if !(v <= zero) {
-        v
-    } else {
-        zero
-    }
-}
-
 /// Row stride of [`conv_fwd_im2col`]'s column matrix: `hwo` [`lane_padded`]. Unpadded, `gemm`
 /// first copied the whole column matrix (7 % of a LeNet step, whose 14×14 and 7×7 maps have 196
 /// and 49 columns); with zero-padded columns it reads it in place and writes a padded output,
@@ -426,7 +414,11 @@ fn conv_fwd_im2col<T: Real>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>, relu
                     for v in yo {
                         // SAFETY: written by the gemm or the copy above.
                         let v = unsafe { v.assume_init_mut() };
-                        *v = if relu { relu_value(*v + bo) } else { *v + bo };
+                        *v = if relu {
+                            super::relu::relu_value(*v + bo)
+                        } else {
+                            *v + bo
+                        };
                     }
                 }
             }

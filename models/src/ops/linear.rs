@@ -134,7 +134,7 @@ impl CustomOp3 for LinearBiasOp {
             );
             if self.relu {
                 for v in y.iter_mut() {
-                    *v = super::conv::relu_value(*v);
+                    *v = super::relu::relu_value(*v);
                 }
             }
             Ok(storage(y, (b, o)))

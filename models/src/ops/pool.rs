@@ -63,10 +63,16 @@ fn argmax<T: Tap>(
     Ok(idx)
 }
 
-/// One window tap over a whole plane of outputs: where `src[t]` beats the running maximum
-/// `bv[t]` (strictly, or is NaN), take it and record `tap`. Bit selects, not branches or
-/// conditional stores, so that the loop vectorises.
-pub(crate) trait Tap: Real {
+/// The first-maximum rule of every argmax path, one step: where `v` beats the running maximum
+/// `b` (strictly, or is NaN), take it and record `tap` in `i`. Bit selects, not branches or
+/// conditional stores, so that loops over it vectorise.
+pub(crate) trait Take: Sized {
+    fn take(b: &mut Self, i: &mut u32, v: Self, tap: u32);
+}
+
+/// One window tap over a whole plane of outputs ([`Take`] for every output), and the four taps
+/// of one 2×2 window.
+pub(crate) trait Tap: Real + Take {
     fn take_max(bv: &mut [Self], bt: &mut [u32], src: &[Self], tap: u32);
     /// The tap of the maximum of four, by the same rule starting from tap 0.
     fn first_max4(v: [Self; 4]) -> u32;
@@ -78,26 +84,28 @@ macro_rules! impl_tap {
             #[inline]
             fn take_max(bv: &mut [Self], bt: &mut [u32], src: &[Self], tap: u32) {
                 for ((b, i), &v) in bv.iter_mut().zip(bt.iter_mut()).zip(src) {
-                    #[allow(clippy::eq_op)]
-                    let take = v > *b || v != v;
-                    let m = <$bits>::from(take).wrapping_neg();
-                    *b = <$t>::from_bits((b.to_bits() & !m) | (v.to_bits() & m));
-                    let m = m as u32;
-                    *i = (*i & !m) | (tap & m);
+                    Self::take(b, i, v, tap);
                 }
             }
             #[inline(always)]
             fn first_max4(v: [Self; 4]) -> u32 {
                 let (mut b, mut i) = (v[0], 0u32);
                 for (tap, &x) in v.iter().enumerate().skip(1) {
-                    #[allow(clippy::eq_op)]
-                    let take = x > b || x != x;
-                    let m = <$bits>::from(take).wrapping_neg();
-                    b = <$t>::from_bits((b.to_bits() & !m) | (x.to_bits() & m));
-                    let m = m as u32;
-                    i = (i & !m) | (tap as u32 & m);
+                    Self::take(&mut b, &mut i, x, tap as u32);
                 }
                 i
+            }
+        }
+
+        impl Take for $t {
+            #[inline(always)]
+            fn take(b: &mut Self, i: &mut u32, v: Self, tap: u32) {
+                #[allow(clippy::eq_op)]
+                let take = v > *b || v != v;
+                let m = <$bits>::from(take).wrapping_neg();
+                *b = <$t>::from_bits((b.to_bits() & !m) | (v.to_bits() & m));
+                let m = m as u32;
+                *i = (*i & !m) | (tap & m);
             }
         }
     };

@@ -14,24 +14,31 @@ pub(crate) struct AddReluOp;
 /// `g·[x > 0]` (gradient at 0 is 0, as in PyTorch).
 pub(crate) struct ReluMaskOp;
 
+/// `max(v, 0)` for every ReLU of the fast path, fused ones included: `!(v <= 0)` lets NaN
+/// through, as PyTorch does, so NaN guards still see it.
+#[inline(always)]
 #[allow(clippy::neg_cmp_op_on_partial_ord)] // the negation is the point: NaN passes
-fn relu_fwd<T: Real>(x: &[T]) -> Vec<T> {
+pub(crate) fn relu_value<T: Real>(v: T) -> T {
     let zero = T::from_f64(0.0);
+    if !(v <= zero) {
+        v
+    } else {
+        zero
+    }
+}
+
+fn relu_fwd<T: Real>(x: &[T]) -> Vec<T> {
     par_fill(x.len(), CHUNK, |s, out| {
         for (y, &b) in out.iter_mut().zip(&x[s..]) {
-            // `!(b <= 0)` lets NaN through, as PyTorch does, so NaN guards still see it.
-            y.write(if !(b <= zero) { b } else { zero });
+            y.write(relu_value(b));
         }
     })
 }
 
-#[allow(clippy::neg_cmp_op_on_partial_ord)] // as in `relu_fwd`
 fn add_relu_fwd<T: Real>(a: &[T], b: &[T]) -> Vec<T> {
-    let zero = T::from_f64(0.0);
     par_fill(a.len(), CHUNK, |s, out| {
         for ((y, &u), &v) in out.iter_mut().zip(&a[s..]).zip(&b[s..]) {
-            let x = u + v;
-            y.write(if !(x <= zero) { x } else { zero });
+            y.write(relu_value(u + v));
         }
     })
 }

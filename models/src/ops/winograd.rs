@@ -438,7 +438,7 @@ pub(crate) fn conv3x3<T: Real>(
                     let mo = &m[oi * cols + b * per..];
                     if relu {
                         for (dst, &i) in plane.iter_mut().zip(from.iter()) {
-                            dst.write(super::conv::relu_value(mo[i as usize] + bias));
+                            dst.write(super::relu::relu_value(mo[i as usize] + bias));
                         }
                     } else {
                         for (dst, &i) in plane.iter_mut().zip(from.iter()) {
