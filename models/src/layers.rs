@@ -160,24 +160,28 @@ pub fn conv2d(
 
 /// Linear layer `{name}.weight` (plus `{name}.bias` if present in `p`).
 pub fn linear(p: &ParamSet, name: &str, x: &Tensor) -> Result<Tensor> {
+    let (w, b) = linear_params(p, name)?;
+    ops::linear(x, w, b)
+}
+
+/// [`linear`] followed by ReLU, fused into one op ([`ops::linear_relu`]) when the layer has a
+/// bias.
+pub fn linear_relu(p: &ParamSet, name: &str, x: &Tensor) -> Result<Tensor> {
+    match linear_params(p, name)? {
+        (w, Some(b)) => ops::linear_relu(x, w, b),
+        (w, None) => ops::relu(&ops::linear(x, w, None)?),
+    }
+}
+
+/// Layer `name`'s weight and, if it has one, bias.
+fn linear_params<'a>(p: &'a ParamSet, name: &str) -> Result<(&'a Tensor, Option<&'a Tensor>)> {
     let bias = format!("{name}.bias");
     let b = if p.contains(&bias) {
         Some(p.get(&bias)?)
     } else {
         None
     };
-    ops::linear(x, p.get(&format!("{name}.weight"))?, b)
-}
-
-/// [`linear`] followed by ReLU, fused into one op ([`ops::linear_relu`]) when the layer has a
-/// bias.
-pub fn linear_relu(p: &ParamSet, name: &str, x: &Tensor) -> Result<Tensor> {
-    let bias = format!("{name}.bias");
-    if p.contains(&bias) {
-        ops::linear_relu(x, p.get(&format!("{name}.weight"))?, p.get(&bias)?)
-    } else {
-        ops::relu(&linear(p, name, x)?)
-    }
+    Ok((p.get(&format!("{name}.weight"))?, b))
 }
 
 /// BatchNorm `name` on `(n, c)` or `(n, c, h, w)` input.

@@ -27,18 +27,8 @@ impl CustomOp2 for LinearOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, i) = l1.shape().dims2()?;
-        let (o, i2) = l2.shape().dims2()?;
-        if i != i2 {
-            candle_core::bail!("linear: input has {i} features, weight expects {i2}");
-        }
-        if s1.dtype() != s2.dtype() {
-            candle_core::bail!(
-                "linear: dtype mismatch {:?} vs {:?}",
-                s1.dtype(),
-                s2.dtype()
-            );
-        }
+        let (b, i, o) = dims(l1, l2)?;
+        same_dtype(&[s1, s2])?;
         with_float!(s1.dtype(), self.name(), |T| {
             let x = contiguous::<T>(s1, l1, self.name())?;
             let w = contiguous::<T>(s2, l2, self.name())?;
@@ -96,22 +86,11 @@ impl CustomOp3 for LinearBiasOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, i) = l1.shape().dims2()?;
-        let (o, i2) = l2.shape().dims2()?;
-        if i != i2 {
-            candle_core::bail!("linear: input has {i} features, weight expects {i2}");
-        }
+        let (b, i, o) = dims(l1, l2)?;
         if l3.shape().dims() != [o] {
             candle_core::bail!("linear: bias must have shape ({o},), got {:?}", l3.shape());
         }
-        if s1.dtype() != s2.dtype() || s1.dtype() != s3.dtype() {
-            candle_core::bail!(
-                "linear: dtype mismatch {:?} / {:?} / {:?}",
-                s1.dtype(),
-                s2.dtype(),
-                s3.dtype()
-            );
-        }
+        same_dtype(&[s1, s2, s3])?;
         with_float!(s1.dtype(), self.name(), |T| {
             let x = contiguous::<T>(s1, l1, self.name())?;
             let w = contiguous::<T>(s2, l2, self.name())?;
@@ -157,6 +136,24 @@ impl CustomOp3 for LinearBiasOp {
         };
         Ok((dx, dw, db))
     }
+}
+
+/// `(batch, in, out)` of input `(batch, in)` and weight `(out, in)`.
+fn dims(x: &Layout, w: &Layout) -> Result<(usize, usize, usize)> {
+    let (b, i) = x.shape().dims2()?;
+    let (o, i2) = w.shape().dims2()?;
+    if i != i2 {
+        candle_core::bail!("linear: input has {i} features, weight expects {i2}");
+    }
+    Ok((b, i, o))
+}
+
+fn same_dtype(s: &[&CpuStorage]) -> Result<()> {
+    if s.iter().any(|t| t.dtype() != s[0].dtype()) {
+        let d: Vec<_> = s.iter().map(|t| t.dtype()).collect();
+        candle_core::bail!("linear: dtype mismatch {d:?}");
+    }
+    Ok(())
 }
 
 pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {

@@ -347,7 +347,7 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// Linear layer `x · wᵀ + b` with PyTorch's weight layout `(out, in)`.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let fast = use_fast(x) && x.rank() == 2 && w.dtype() == x.dtype() && w.device().is_cpu();
+    let fast = linear_is_fast(x, w);
     if let (true, Some(b)) = (fast, b) {
         if same_cpu(x, &[b]) {
             return linear::linear_bias(x, w, b, false);
@@ -366,11 +366,15 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
+/// Whether [`linear`] of `x` by `w` takes the fast path (2-D input, same dtype, CPU).
+fn linear_is_fast(x: &Tensor, w: &Tensor) -> bool {
+    use_fast(x) && x.rank() == 2 && w.dtype() == x.dtype() && w.device().is_cpu()
+}
+
 /// `relu(x · wᵀ + b)`: [`linear`] followed by ReLU, one op on the fast path (the ReLU runs over
 /// the output while it is in cache and has no graph node of its own).
 pub fn linear_relu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let fast = use_fast(x) && x.rank() == 2 && w.dtype() == x.dtype() && w.device().is_cpu();
-    if fast && same_cpu(x, &[b]) {
+    if linear_is_fast(x, w) && same_cpu(x, &[b]) {
         linear::linear_bias(x, w, b, true)
     } else {
         relu(&linear(x, w, Some(b))?)
