@@ -329,15 +329,28 @@ impl Gather {
 }
 
 /// `from[i]`: where output pixel `i` of an image is in the output planes (position `(k, l)` of
-/// tile `(i / 4, j / 4)` ends in plane `6k + l`), for planes of length `plane`.
-fn output_table(g: &Geom, plane: usize, from: &mut Vec<u32>) {
-    let tw = tiles(g).1;
-    from.clear();
-    from.extend((0..g.h * g.w).map(|px| {
-        let (i, j) = (px / g.w, px % g.w);
-        let (k, l, t) = (i % TILE, j % TILE, (i / TILE) * tw + j / TILE);
-        ((k * 6 + l) * plane + t) as u32
-    }));
+/// tile `(i / 4, j / 4)` ends in plane `6k + l`), for planes of length `plane`; rebuilt only when
+/// the plane length changes (a chunk of fewer images), as [`Gather::with_plane`].
+#[derive(Default)]
+struct OutputTable {
+    from: Vec<u32>,
+    plane: usize,
+}
+
+impl OutputTable {
+    fn with_plane(&mut self, g: &Geom, plane: usize) -> &[u32] {
+        if self.plane != plane || self.from.is_empty() {
+            let tw = tiles(g).1;
+            self.from.clear();
+            self.from.extend((0..g.h * g.w).map(|px| {
+                let (i, j) = (px / g.w, px % g.w);
+                let (k, l, t) = (i % TILE, j % TILE, (i / TILE) * tw + j / TILE);
+                ((k * 6 + l) * plane + t) as u32
+            }));
+            self.plane = plane;
+        }
+        &self.from
+    }
 }
 
 /// Per-thread buffers of [`conv3x3`]: the input tiles `v` (transformed in place), the
@@ -346,7 +359,7 @@ struct Scratch<T> {
     v: Vec<T>,
     m: Vec<T>,
     gather: Gather,
-    from: Vec<u32>,
+    from: OutputTable,
     ext: Vec<T>,
 }
 
@@ -389,7 +402,7 @@ pub(crate) fn conv3x3<T: Real>(
         v: vec![T::zero(); POSITIONS * c * nb * per],
         m: vec![T::zero(); POSITIONS * o * nb * per],
         gather: Gather::input(g),
-        from: Vec::new(),
+        from: OutputTable::default(),
         ext: vec![T::zero(); hw + 1],
     };
     per_chunk(
@@ -431,7 +444,7 @@ pub(crate) fn conv3x3<T: Real>(
                 );
             }
             output_transform(m, o * cols);
-            output_table(g, o * cols, from);
+            let from = from.with_plane(g, o * cols);
             for (b, yb) in yc.chunks_exact_mut(o * hw).enumerate() {
                 for (oi, plane) in yb.chunks_exact_mut(hw).enumerate() {
                     let bias = bias.map_or(T::zero(), |b| b[oi]);
