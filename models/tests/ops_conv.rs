@@ -54,6 +54,8 @@ const CASES: &[Case] = &[
     // Wide images (8+ tiles across): width a multiple of 4 and not.
     (1, 8, 12, 32, 9, 3, 1, 1, 1),
     (2, 8, 9, 33, 8, 3, 1, 1, 1),
+    // Four tiles across (16×16 maps, the middle stage of the CIFAR ResNets).
+    (3, 8, 16, 16, 8, 3, 1, 1, 1),
 ];
 
 fn inputs(case: usize, dtype: DType) -> (Tensor, Tensor, Tensor, (usize, usize, usize)) {

@@ -63,6 +63,14 @@ fn chunking(g: &Geom) -> (usize, usize) {
     (per_image, nb)
 }
 
+/// Distance between the starts of two planes holding `len` elements: `len` rounded up to an
+/// odd number of 16-element blocks (cache lines of f32), so that the 36 planes start in
+/// different sets of the L1 cache. (Planes 4 KiB apart, as the 32×32 and 8×8 maps' were, all
+/// fall in the same set and evict each other: the tile gathers and transforms ran at half speed.)
+fn plane_stride(len: usize) -> usize {
+    (len.div_ceil(16) | 1) * 16
+}
+
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
         a
@@ -180,12 +188,17 @@ fn pass6<T: Real>([p0, p1, p2, p3, p4, p5]: [&mut [T]; 6], f: impl Fn([T; 6]) ->
     run(p0, p1, p2, p3, p4, p5, f)
 }
 
-/// Planes `plane(0..6)` of `buf` (each `len` long, at ascending offsets), as six slices.
-fn planes6<T>(buf: &mut [T], len: usize, plane: impl Fn(usize) -> usize) -> [&mut [T]; 6] {
+/// Planes `plane(0..6)` of `buf` (each `len` long, `stride` apart, at ascending offsets), as
+/// six slices.
+fn planes6<T>(
+    buf: &mut [T],
+    (len, stride): (usize, usize),
+    plane: impl Fn(usize) -> usize,
+) -> [&mut [T]; 6] {
     let mut rest = buf;
     let mut at = 0;
     [0, 1, 2, 3, 4, 5].map(|i| {
-        let start = plane(i) * len;
+        let start = plane(i) * stride;
         let (_, tail) = std::mem::take(&mut rest).split_at_mut(start - at);
         let (row, tail) = tail.split_at_mut(len);
         rest = tail;
@@ -194,143 +207,211 @@ fn planes6<T>(buf: &mut [T], len: usize, plane: impl Fn(usize) -> usize) -> [&mu
     })
 }
 
-/// `V = Bᵀ d B` in place on the 36 planes of `buf` (each `len` long): rows, then columns.
-fn input_transform<T: Real>(buf: &mut [T], len: usize) {
+/// `V = Bᵀ d B` in place on the 36 planes of `buf` (`shape`: each `len` long, `stride` apart):
+/// rows, then columns.
+fn input_transform<T: Real>(buf: &mut [T], shape: (usize, usize)) {
     for rho in 0..6 {
-        pass6(planes6(buf, len, |phi| rho * 6 + phi), input_1d);
+        pass6(planes6(buf, shape, |phi| rho * 6 + phi), input_1d);
     }
     for s in 0..6 {
-        pass6(planes6(buf, len, |a| a * 6 + s), input_1d);
+        pass6(planes6(buf, shape, |a| a * 6 + s), input_1d);
     }
 }
 
-/// `Aᵀ M A` in place on the 36 planes of `buf` (each `len` long): columns, then rows; output
+/// `Aᵀ M A` in place on the 36 planes of `buf` (`shape` as above): columns, then rows; output
 /// `(k, l)` ends in plane `6k + l`.
-fn output_transform<T: Real>(buf: &mut [T], len: usize) {
+fn output_transform<T: Real>(buf: &mut [T], shape: (usize, usize)) {
     let keep = |[m0, m1, m2, m3, m4, m5]: [T; 6]| {
         let [y0, y1, y2, y3] = output_1d([m0, m1, m2, m3, m4, m5]);
         [y0, y1, y2, y3, m4, m5]
     };
     for s in 0..6 {
-        pass6(planes6(buf, len, |a| a * 6 + s), keep);
+        pass6(planes6(buf, shape, |a| a * 6 + s), keep);
     }
     for k in 0..TILE {
-        pass6(planes6(buf, len, |l| k * 6 + l), keep);
+        pass6(planes6(buf, shape, |l| k * 6 + l), keep);
     }
 }
 
-/// `A dY Aᵀ` in place on the 36 planes of `buf` (each `len` long), `dY[k][l]` in plane `6k + l`
+/// `A dY Aᵀ` in place on the 36 planes of `buf` (`shape` as above), `dY[k][l]` in plane `6k + l`
 /// for `k, l < 4`: rows, then columns.
-fn grad_transform<T: Real>(buf: &mut [T], len: usize) {
+fn grad_transform<T: Real>(buf: &mut [T], shape: (usize, usize)) {
     let adjoint = |[y0, y1, y2, y3, _, _]: [T; 6]| output_adjoint_1d([y0, y1, y2, y3]);
     for k in 0..TILE {
-        pass6(planes6(buf, len, |l| k * 6 + l), adjoint);
+        pass6(planes6(buf, shape, |l| k * 6 + l), adjoint);
     }
     for s in 0..6 {
-        pass6(planes6(buf, len, |a| a * 6 + s), adjoint);
+        pass6(planes6(buf, shape, |a| a * 6 + s), adjoint);
     }
 }
 
-/// Gather tables between an image's channel planes and the tile planes. A channel is first
-/// copied into a buffer of `h·w + 1` whose last element stays zero, so that padding is a read
-/// of that zero and each gather is one flat loop.
-struct Gather {
-    /// For each element `j = ξ·per + t` that the gather fills (tile `t` at position `ξ`): the
-    /// pixel it reads (`h·w` for zero padding).
-    src: Vec<u32>,
-    /// Its offset in the planes: `ξ · plane + t`, for the current plane length `plane`.
-    dst: Vec<u32>,
-    plane: usize,
-    per: usize,
-    /// Whether some element reads the padding (else the channel is read in place).
-    padded: bool,
+/// Moves each channel's tiles into the planes without index tables, in two passes that are
+/// short fixed-length loops for the CIFAR nets' map sizes: every row of the channel is split
+/// into the phases of its zero-padded version (`q[k][j]` = padded column `4j + k`), then each
+/// tile row's run of `tw` tiles at window column `φ` is a contiguous slice of phase `φ % 4`
+/// starting at `φ / 4`, copied to its plane. (Per-element index tables, as before, cost two
+/// table reads per element moved: the gathers took a quarter of a ResNet step.)
+///
+/// Element `(ρ, φ)` (`ρ, φ < side`) of tile `(i, j)` is pixel `(4i + ρ − shift, 4j + φ − shift)`
+/// of the channel, zero outside it, and goes to plane `6ρ + φ` at `i·tw + j`.
+struct Tiler<T> {
+    side: usize,
+    shift: usize,
+    h: usize,
+    w: usize,
+    th: usize,
+    tw: usize,
+    /// The padded rows' phases, `[row][k][group]` for the `4·th + side − 4` rows the tiles
+    /// read, pixel `(r, c)` at row `r + shift`, padded column `c + shift`. Only pixels are ever
+    /// written, so the padding stays zero.
+    phases: Vec<T>,
 }
 
-impl Gather {
-    /// Input tiles: position `(ρ, φ)` of tile `(i, j)` is input pixel `(4i + ρ − 1, 4j + φ − 1)`.
+impl<T: Real> Tiler<T> {
+    /// Input tiles: 6×6 windows starting one pixel up and left of each 4×4 output tile.
     fn input(g: &Geom) -> Self {
         Self::new(g, 6, 1)
     }
 
-    /// Output-gradient tiles: position `(k, l)` (`< 4`) of tile `(i, j)` is pixel `(4i + k, 4j + l)`.
+    /// Output-gradient tiles: the 4×4 output tiles themselves.
     fn grad(g: &Geom) -> Self {
         Self::new(g, TILE, 0)
     }
 
     fn new(g: &Geom, side: usize, shift: usize) -> Self {
         let (th, tw) = tiles(g);
-        let per = th * tw;
-        let mut src = Vec::with_capacity(side * side * per);
-        for rho in 0..side {
-            for phi in 0..side {
-                for t in 0..per {
-                    let (r, c) = ((t / tw) * TILE + rho, (t % tw) * TILE + phi);
-                    let inside =
-                        (shift..g.h + shift).contains(&r) && (shift..g.w + shift).contains(&c);
-                    let px = if inside {
-                        (r - shift) * g.w + c - shift
-                    } else {
-                        g.h * g.w
-                    };
-                    src.push(px as u32);
-                }
+        let rows = TILE * th + side - TILE;
+        Tiler {
+            side,
+            shift,
+            h: g.h,
+            w: g.w,
+            th,
+            tw,
+            phases: vec![T::zero(); rows * TILE * phase_len(side, tw)],
+        }
+    }
+
+    /// Tiles the images `x` (`images × channels × h·w`) into `planes` (`plane` apart), whose
+    /// rows are `cols` = images · tiles long: image `b`, channel `ci` at `ci·cols + b·tiles`.
+    /// In the order of `x`, which is read once, front to back.
+    fn fill(&mut self, x: &[T], channels: usize, planes: &mut [T], plane: usize) {
+        let (hw, per) = (self.h * self.w, self.th * self.tw);
+        let imgs = x.len() / (channels * hw);
+        let cols = imgs * per;
+        for (i, ch) in x.chunks_exact(hw).enumerate() {
+            let (b, ci) = (i / channels, i % channels);
+            self.fill_channel(ch, &mut planes[ci * cols + b * per..], plane);
+        }
+    }
+
+    /// One channel's tiles into `out` (tile `t` of plane `ξ` at `ξ·plane + t`), with the sizes
+    /// of the CIFAR nets' square maps as literals so that every loop unrolls.
+    fn fill_channel(&mut self, ch: &[T], out: &mut [T], plane: usize) {
+        let (side, shift, th, tw, w) = (self.side, self.shift, self.th, self.tw, self.w);
+        let phases = &mut self.phases[..];
+        match (side, th, tw, w) {
+            (6, 2, 2, 8) => tile_channel(ch, 8, phases, out, plane, 6, 1, 2, 2),
+            (6, 4, 4, 16) => tile_channel(ch, 16, phases, out, plane, 6, 1, 4, 4),
+            (6, 8, 8, 32) => tile_channel(ch, 32, phases, out, plane, 6, 1, 8, 8),
+            (4, 2, 2, 8) => tile_channel(ch, 8, phases, out, plane, TILE, 0, 2, 2),
+            (4, 4, 4, 16) => tile_channel(ch, 16, phases, out, plane, TILE, 0, 4, 4),
+            (4, 8, 8, 32) => tile_channel(ch, 32, phases, out, plane, TILE, 0, 8, 8),
+            _ => tile_channel(ch, w, phases, out, plane, side, shift, th, tw),
+        }
+    }
+}
+
+/// One channel (rows `w` long) into its tiles: its rows split into `phases`, then the runs
+/// copied to the planes of `out`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tile_channel<T: Real>(
+    ch: &[T],
+    w: usize,
+    phases: &mut [T],
+    out: &mut [T],
+    plane: usize,
+    side: usize,
+    shift: usize,
+    th: usize,
+    tw: usize,
+) {
+    let groups = phase_len(side, tw);
+    let stride = TILE * groups;
+    for (r, row) in ch.chunks_exact(w).enumerate() {
+        split_row(
+            row,
+            &mut phases[(r + shift) * stride..][..stride],
+            tw,
+            groups,
+            shift,
+        );
+    }
+    runs_to_planes(phases, groups, out, plane, side, th, tw);
+}
+
+/// Length of a padded row's phases: `tw`, plus one when the windows overhang the last tile.
+#[inline(always)]
+fn phase_len(side: usize, tw: usize) -> usize {
+    tw + (side - TILE).div_ceil(TILE)
+}
+
+/// `q[k][j] = row[4j + k − shift]` (`q` is `4 × groups`) for the pixels of `row`; the other
+/// entries are left as they are (zero).
+#[inline(always)]
+fn split_row<T: Real>(row: &[T], q: &mut [T], tw: usize, groups: usize, shift: usize) {
+    let (q0, rest) = q.split_at_mut(groups);
+    let (q1, rest) = rest.split_at_mut(groups);
+    let (q2, q3) = rest.split_at_mut(groups);
+    match (row.len() == TILE * tw, shift) {
+        (true, 0) => {
+            for (j, px) in row.chunks_exact(TILE).enumerate() {
+                (q0[j], q1[j], q2[j], q3[j]) = (px[0], px[1], px[2], px[3]);
             }
         }
-        let padded = src.iter().any(|&s| s as usize == g.h * g.w);
-        Gather {
-            src,
-            dst: Vec::new(),
-            plane: 0,
-            per,
-            padded,
+        (true, 1) => {
+            for (j, px) in row.chunks_exact(TILE).enumerate() {
+                (q1[j], q2[j], q3[j], q0[j + 1]) = (px[0], px[1], px[2], px[3]);
+            }
+        }
+        _ => {
+            for (c, &v) in row.iter().enumerate() {
+                let at = c + shift;
+                q[(at % TILE) * groups + at / TILE] = v;
+            }
         }
     }
+}
 
-    /// Sets the plane length (the destinations of position `(ρ, φ)` are plane `6ρ + φ`).
-    fn with_plane(&mut self, plane: usize, side: usize) -> &Self {
-        if self.plane != plane || self.dst.is_empty() {
-            let per = self.per;
-            self.dst.clear();
-            self.dst.extend((0..self.src.len()).map(|j| {
-                let (xi, t) = (j / per, j % per);
-                (((xi / side) * 6 + xi % side) * plane + t) as u32
-            }));
-            self.plane = plane;
-        }
-        self
-    }
-
-    /// `planes[base_ch + dst[j]] = image channel [src[j]]` for every channel of `img`
-    /// (`channels × h·w`), channel `ci` at `base_ch = ci · cols + col0`; `ext` is scratch of
-    /// `h·w + 1` whose last element is zero.
-    fn fill<T: Real>(
-        &self,
-        img: &[T],
-        hw: usize,
-        planes: &mut [T],
-        (cols, col0): (usize, usize),
-        ext: &mut [T],
-    ) {
-        for (ci, ch) in img.chunks_exact(hw).enumerate() {
-            // Without padding reads (an output gradient whose sides are multiples of 4) the
-            // channel is read in place; else through `ext`, whose zero the padding reads.
-            let src: &[T] = if self.padded {
-                ext[..hw].copy_from_slice(ch);
-                ext
-            } else {
-                ch
-            };
-            let out = &mut planes[ci * cols + col0..];
-            for (&s, &d) in self.src.iter().zip(&self.dst) {
-                out[d as usize] = src[s as usize];
+/// Planes `6ρ + φ` at `i·tw + j` ← `phases[4i + ρ][φ % 4][j + φ / 4]` for `ρ, φ < side`: one
+/// channel's `th × tw` tiles, each tile row's run a contiguous copy.
+#[inline(always)]
+fn runs_to_planes<T: Real>(
+    phases: &[T],
+    groups: usize,
+    out: &mut [T],
+    plane: usize,
+    side: usize,
+    th: usize,
+    tw: usize,
+) {
+    let stride = TILE * groups;
+    for i in 0..th {
+        for rho in 0..side {
+            let row = &phases[(TILE * i + rho) * stride..][..stride];
+            for phi in 0..side {
+                let run = &row[(phi % TILE) * groups + phi / TILE..][..tw];
+                out[(6 * rho + phi) * plane + i * tw..][..tw].copy_from_slice(run);
             }
         }
     }
 }
 
 /// `from[i]`: where output pixel `i` of an image is in the output planes (position `(k, l)` of
-/// tile `(i / 4, j / 4)` ends in plane `6k + l`), for planes of length `plane`; rebuilt only when
-/// the plane length changes (a chunk of fewer images), as [`Gather::with_plane`].
+/// tile `(i / 4, j / 4)` ends in plane `6k + l`), for planes `plane` apart; rebuilt only when
+/// that distance changes (a chunk of fewer images). (Unlike the input gathers, a table-free
+/// version of this one measured no faster.)
 #[derive(Default)]
 struct OutputTable {
     from: Vec<u32>,
@@ -354,13 +435,12 @@ impl OutputTable {
 }
 
 /// Per-thread buffers of [`conv3x3`]: the input tiles `v` (transformed in place), the
-/// products `m` (transformed back in place), the gathers and the channel buffer `ext`.
+/// products `m` (transformed back in place), the input tiler and the output table.
 struct Scratch<T> {
     v: Vec<T>,
     m: Vec<T>,
-    gather: Gather,
+    tiler: Tiler<T>,
     from: OutputTable,
-    ext: Vec<T>,
 }
 
 /// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o][c]`.
@@ -399,37 +479,30 @@ pub(crate) fn conv3x3<T: Real>(
     let len = g.n * o * hw;
     let mut y: Vec<T> = Vec::with_capacity(len);
     let scratch = || Scratch {
-        v: vec![T::zero(); POSITIONS * c * nb * per],
-        m: vec![T::zero(); POSITIONS * o * nb * per],
-        gather: Gather::input(g),
+        v: vec![T::zero(); POSITIONS * plane_stride(c * nb * per)],
+        m: vec![T::zero(); POSITIONS * plane_stride(o * nb * per)],
+        tiler: Tiler::input(g),
         from: OutputTable::default(),
-        ext: vec![T::zero(); hw + 1],
     };
     per_chunk(
         &mut y.spare_capacity_mut()[..len],
         nb * o * hw,
         scratch,
         |chunk, yc, s, par| {
-            let Scratch {
-                v,
-                m,
-                gather,
-                from,
-                ext,
-            } = s;
+            let Scratch { v, m, tiler, from } = s;
             let imgs = yc.len() / (o * hw);
             let cols = imgs * per;
             let first = chunk * nb;
-            let gather = gather.with_plane(c * cols, 6);
-            for b in 0..imgs {
-                let img = &x[(first + b) * c * hw..][..c * hw];
-                gather.fill(img, hw, v, (cols, b * per), ext);
-            }
-            input_transform(v, c * cols);
+            let (vs, ms) = (
+                (c * cols, plane_stride(c * cols)),
+                (o * cols, plane_stride(o * cols)),
+            );
+            tiler.fill(&x[first * c * hw..][..imgs * c * hw], c, v, vs.1);
+            input_transform(v, vs);
             for xi in 0..POSITIONS {
                 let ux = &u[xi * o * c..(xi + 1) * o * c];
-                let vx = &v[xi * c * cols..(xi + 1) * c * cols];
-                let mx = &mut m[xi * o * cols..(xi + 1) * o * cols];
+                let vx = &v[xi * vs.1..][..vs.0];
+                let mx = &mut m[xi * ms.1..][..ms.0];
                 gemm(
                     o,
                     cols,
@@ -443,8 +516,8 @@ pub(crate) fn conv3x3<T: Real>(
                     par,
                 );
             }
-            output_transform(m, o * cols);
-            let from = from.with_plane(g, o * cols);
+            output_transform(m, ms);
+            let from = from.with_plane(g, ms.1);
             for (b, yb) in yc.chunks_exact_mut(o * hw).enumerate() {
                 for (oi, plane) in yb.chunks_exact_mut(hw).enumerate() {
                     let bias = bias.map_or(T::zero(), |b| b[oi]);
@@ -499,38 +572,25 @@ pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let slen = POSITIONS * c * o;
     // Sums chunks `range` into a fresh `S`.
     let sum_chunks = |range: std::ops::Range<usize>, par: bool| -> Vec<T> {
-        let mut v = vec![T::zero(); POSITIONS * c * nb * per];
-        let mut wd = vec![T::zero(); POSITIONS * o * nb * per];
-        let (mut gx, mut gy) = (Gather::input(g), Gather::grad(g));
-        let mut ext = vec![T::zero(); hw + 1];
+        let mut v = vec![T::zero(); POSITIONS * plane_stride(c * nb * per)];
+        let mut wd = vec![T::zero(); POSITIONS * plane_stride(o * nb * per)];
+        let (mut gx, mut gy) = (Tiler::input(g), Tiler::grad(g));
         let mut s = vec![T::zero(); slen];
         for chunk in range {
             let first = chunk * nb;
             let imgs = nb.min(g.n - first);
             let cols = imgs * per;
-            let (gx, gy) = (gx.with_plane(c * cols, 6), gy.with_plane(o * cols, TILE));
-            for b in 0..imgs {
-                let img = first + b;
-                gx.fill(
-                    &x[img * c * hw..][..c * hw],
-                    hw,
-                    &mut v,
-                    (cols, b * per),
-                    &mut ext,
-                );
-                gy.fill(
-                    &dy[img * o * hw..][..o * hw],
-                    hw,
-                    &mut wd,
-                    (cols, b * per),
-                    &mut ext,
-                );
-            }
-            input_transform(&mut v, c * cols);
-            grad_transform(&mut wd, o * cols);
+            let (vs, ws) = (
+                (c * cols, plane_stride(c * cols)),
+                (o * cols, plane_stride(o * cols)),
+            );
+            gx.fill(&x[first * c * hw..][..imgs * c * hw], c, &mut v, vs.1);
+            gy.fill(&dy[first * o * hw..][..imgs * o * hw], o, &mut wd, ws.1);
+            input_transform(&mut v, vs);
+            grad_transform(&mut wd, ws);
             for xi in 0..POSITIONS {
-                let vx = &v[xi * c * cols..(xi + 1) * c * cols];
-                let wx = &wd[xi * o * cols..(xi + 1) * o * cols];
+                let vx = &v[xi * vs.1..][..vs.0];
+                let wx = &wd[xi * ws.1..][..ws.0];
                 gemm(
                     c,
                     o,
