@@ -478,7 +478,21 @@ struct Args {
     out: std::path::PathBuf,
 }
 
-fn parse_args() -> Result<Args> {
+const USAGE: &str = "\
+usage: cargo bench -p zoo-models --bench train_step -- [options]
+  --secs S             seconds timed per implementation and model, split over the rounds (10)
+  --rounds N           alternating fast-path / PyTorch rounds; ratio = median of per-round ratios (5)
+  --models LIST        comma-separated: mlp, lenet, resnet32 (all three)
+  --threads N          threads for rayon and for torch.set_num_threads (2)
+  --python PATH        Python with torch installed (python3)
+  --no-torch           skip PyTorch
+  --no-candle          skip candle's own ops
+  --no-meta            skip the L2RW meta-step table
+  --out FILE           where the table goes (results/bench/train_step.md)
+  -h, --help           this text";
+
+/// `None` for `--help` (after printing the usage).
+fn parse_args() -> Result<Option<Args>> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let mut a = Args {
         secs: 10.0,
@@ -509,7 +523,11 @@ fn parse_args() -> Result<Args> {
             "--no-candle" => a.candle = false,
             "--no-meta" => a.meta = false,
             "--bench" => {} // passed by `cargo bench`
-            other => bail!("unknown argument {other}"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
     for m in &a.models {
@@ -520,13 +538,15 @@ fn parse_args() -> Result<Args> {
     if a.secs <= 0.0 || a.threads == 0 || a.rounds == 0 {
         bail!("--secs, --threads and --rounds must be positive");
     }
-    Ok(a)
+    Ok(Some(a))
 }
 
 fn main() -> Result<()> {
     // candle's elementwise pool: no spinning, no workers on a few-core machine, as the binaries.
     zoo_models::ops::tame_candle_pool(1);
-    let args = parse_args()?;
+    let Some(args) = parse_args()? else {
+        return Ok(());
+    };
     // As in the binaries: second-order gradients on this thread, first-order backward passes
     // detached on rayon's pool, which start_detached_threads builds with --threads threads.
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());

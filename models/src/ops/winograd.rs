@@ -443,9 +443,10 @@ struct Scratch<T> {
     from: OutputTable,
 }
 
-/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o][c]`.
+/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o][c]`, planes `ξ` of `o·c` elements
+/// [`plane_stride`] apart.
 fn transform_weights<T: Real>(g: &Geom, w: &[T]) -> Vec<T> {
-    let oc_n = g.o * g.c;
+    let oc_n = plane_stride(g.o * g.c);
     let mut u = vec![T::zero(); POSITIONS * oc_n];
     for (oc, k) in w.chunks_exact(9).enumerate() {
         let cols: [[T; 6]; 3] = [0, 1, 2].map(|j| kernel_1d([k[j], k[3 + j], k[6 + j]]));
@@ -500,7 +501,7 @@ pub(crate) fn conv3x3<T: Real>(
             tiler.fill(&x[first * c * hw..][..imgs * c * hw], c, v, vs.1);
             input_transform(v, vs);
             for xi in 0..POSITIONS {
-                let ux = &u[xi * o * c..(xi + 1) * o * c];
+                let ux = &u[xi * plane_stride(o * c)..][..o * c];
                 let vx = &v[xi * vs.1..][..vs.0];
                 let mx = &mut m[xi * ms.1..][..ms.0];
                 gemm(
@@ -540,13 +541,15 @@ pub(crate) fn conv3x3<T: Real>(
     y
 }
 
-/// `dw = Gᵀ S G` for each `(o, c)`, with `S[ξ][c][o]` the transform-domain sums.
+/// `dw = Gᵀ S G` for each `(o, c)`, with `S[ξ][c][o]` the transform-domain sums (planes `ξ`
+/// [`plane_stride`] apart).
 fn inverse_transform_weights<T: Real>(g: &Geom, s: &[T]) -> Vec<T> {
     let (o, c) = (g.o, g.c);
+    let stride = plane_stride(c * o);
     let mut dw = vec![T::zero(); o * c * 9];
     for oi in 0..o {
         for ci in 0..c {
-            let at = |a: usize, b: usize| s[((a * 6 + b) * c + ci) * o + oi];
+            let at = |a: usize, b: usize| s[(a * 6 + b) * stride + ci * o + oi];
             // t = S·G (6 × 3), then dw = Gᵀ·t.
             let t: [[T; 3]; 6] =
                 [0, 1, 2, 3, 4, 5].map(|a| kernel_adjoint_1d([0, 1, 2, 3, 4, 5].map(|b| at(a, b))));
@@ -569,7 +572,7 @@ pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (c, o, hw) = (g.c, g.o, g.h * g.w);
     let (per, nb) = chunking(g);
     let chunks = g.n.div_ceil(nb);
-    let slen = POSITIONS * c * o;
+    let slen = POSITIONS * plane_stride(c * o);
     // Sums chunks `range` into a fresh `S`.
     let sum_chunks = |range: std::ops::Range<usize>, par: bool| -> Vec<T> {
         let mut v = vec![T::zero(); POSITIONS * plane_stride(c * nb * per)];
@@ -595,7 +598,7 @@ pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
                     c,
                     o,
                     cols,
-                    &mut s[xi * c * o..(xi + 1) * c * o],
+                    &mut s[xi * plane_stride(c * o)..][..c * o],
                     true,
                     Mat::rows(vx, cols),
                     vx.len(),
