@@ -81,31 +81,41 @@ fn block_centered_sq<T: Real>(a: &[T], mean: T) -> f64 {
     acc.iter().map(|v| v.to_f64()).sum::<f64>() + tail
 }
 
-/// Per-channel reduction `f(block of image i, channel ch, ch)` summed over images.
-fn per_channel<T: Real, F>((n, c, r): (usize, usize, usize), f: F) -> Vec<f64>
+/// Per-channel reduction: `f(offset, ch)` reduces each (image, channel) block, in parallel and
+/// in memory order, and `merge` folds each channel's blocks over the images in order (the same
+/// order on any number of threads, so the same numbers). Channel by channel, the blocks of small
+/// maps were strided reads an image apart (256 B every 16 KiB on 8×8 maps).
+fn per_channel_fold<B, A, F, M>((n, c, r): (usize, usize, usize), f: F, init: A, merge: M) -> Vec<A>
 where
-    F: Fn(usize, usize) -> f64 + Sync,
+    B: Copy + Send,
+    A: Clone,
+    F: Fn(usize, usize) -> B + Sync,
+    M: Fn(A, B) -> A,
 {
-    (0..c)
+    let blocks: Vec<B> = (0..n * c)
         .into_par_iter()
-        .map(|ch| (0..n).map(|i| f(i * c * r + ch * r, ch)).sum())
+        .with_min_len(c.max(1))
+        .map(|b| f(b * r, b % c))
+        .collect();
+    (0..c)
+        .map(|ch| (0..n).fold(init.clone(), |a, i| merge(a, blocks[i * c + ch])))
         .collect()
 }
 
-/// Two per-channel reductions in one pass over memory: `f` returns both sums of a block.
-fn per_channel2<F>((n, c, r): (usize, usize, usize), f: F) -> Vec<(f64, f64)>
+/// Per-channel sum of `f(offset, ch)` over the (image, channel) blocks.
+fn per_channel<F>(dims: (usize, usize, usize), f: F) -> Vec<f64>
+where
+    F: Fn(usize, usize) -> f64 + Sync,
+{
+    per_channel_fold(dims, f, 0.0, |a, b| a + b)
+}
+
+/// Two per-channel sums in one pass over memory: `f` returns both sums of a block.
+fn per_channel2<F>(dims: (usize, usize, usize), f: F) -> Vec<(f64, f64)>
 where
     F: Fn(usize, usize) -> (f64, f64) + Sync,
 {
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            (0..n).fold((0.0, 0.0), |(a, b), i| {
-                let (u, v) = f(i * c * r + ch * r, ch);
-                (a + u, b + v)
-            })
-        })
-        .collect()
+    per_channel_fold(dims, f, (0.0, 0.0), |(a, b), (u, v)| (a + u, b + v))
 }
 
 /// Column sums of a row-major `(n, c)` matrix, in f64 (the per-channel sum when there is no
@@ -134,29 +144,35 @@ pub(crate) struct BnStats {
 }
 
 impl BnStats {
-    fn of<T: Real>((n, c, r): (usize, usize, usize), x: &[T], eps: f64) -> Self {
-        let moments: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mut mean, mut m2, mut count) = (0.0f64, 0.0f64, 0.0f64);
-                for i in 0..n {
-                    let block = &x[i * c * r + ch * r..][..r];
-                    if block.is_empty() {
-                        continue;
-                    }
-                    let rb = r as f64;
-                    let mb = block_sum(block) / rb;
-                    let m2b = block_centered_sq(block, T::from_f64(mb));
-                    let total = count + rb;
-                    let delta = mb - mean;
-                    mean += delta * rb / total;
-                    m2 += m2b + delta * delta * count * rb / total;
-                    count = total;
-                }
-                (mean, if count > 0.0 { m2 / count } else { 0.0 })
-            })
-            .collect();
-        let (mean, var): (Vec<f64>, Vec<f64>) = moments.into_iter().unzip();
+    fn of<T: Real>(dims: (usize, usize, usize), x: &[T], eps: f64) -> Self {
+        let r = dims.2;
+        let rb = r as f64;
+        // Each block's mean and centred sum of squares; an empty block (r = 0) is skipped.
+        let block = |o: usize, _| {
+            let block = &x[o..o + r];
+            if block.is_empty() {
+                return None;
+            }
+            let mb = block_sum(block) / rb;
+            Some((mb, block_centered_sq(block, T::from_f64(mb))))
+        };
+        let merge = |(mean, m2, count): (f64, f64, f64), b: Option<(f64, f64)>| match b {
+            None => (mean, m2, count),
+            Some((mb, m2b)) => {
+                let total = count + rb;
+                let delta = mb - mean;
+                (
+                    mean + delta * rb / total,
+                    m2 + (m2b + delta * delta * count * rb / total),
+                    total,
+                )
+            }
+        };
+        let (mean, var): (Vec<f64>, Vec<f64>) =
+            per_channel_fold(dims, block, (0.0, 0.0, 0.0), merge)
+                .into_iter()
+                .map(|(mean, m2, count)| (mean, if count > 0.0 { m2 / count } else { 0.0 }))
+                .unzip();
         let inv = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         BnStats { mean, var, inv }
     }
@@ -515,7 +531,7 @@ impl CustomOp1 for ChannelSumOp {
             let v = if r == 1 {
                 column_sums(x, dims.1)
             } else {
-                per_channel::<T, _>(dims, |o, _| block_sum(&x[o..o + r]))
+                per_channel(dims, |o, _| block_sum(&x[o..o + r]))
             };
             Ok(storage(v.into_iter().map(T::from_f64).collect(), dims.1))
         })
@@ -542,7 +558,7 @@ impl CustomOp2 for ChannelDotOp {
             let a = contiguous::<T>(s1, l1, self.name())?;
             let b = contiguous::<T>(s2, l2, self.name())?;
             let r = dims.2;
-            let v = per_channel::<T, _>(dims, |o, _| block_dot(&a[o..o + r], &b[o..o + r]));
+            let v = per_channel(dims, |o, _| block_dot(&a[o..o + r], &b[o..o + r]));
             Ok(storage(v.into_iter().map(T::from_f64).collect(), dims.1))
         })
     }
