@@ -54,8 +54,10 @@ const CASES: &[Case] = &[
     // Wide images (8+ tiles across): width a multiple of 4 and not.
     (1, 8, 12, 32, 9, 3, 1, 1, 1),
     (2, 8, 9, 33, 8, 3, 1, 1, 1),
-    // Four tiles across (16×16 maps, the middle stage of the CIFAR ResNets).
+    // The CIFAR ResNets' map sizes, whose tiling runs with literal sizes: 16×16 (four tiles
+    // across) and 32×32 (eight); 8×8 is above.
     (3, 8, 16, 16, 8, 3, 1, 1, 1),
+    (1, 8, 32, 32, 8, 3, 1, 1, 1),
 ];
 
 fn inputs(case: usize, dtype: DType) -> (Tensor, Tensor, Tensor, (usize, usize, usize)) {

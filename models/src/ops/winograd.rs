@@ -613,3 +613,25 @@ pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let s = sum_per_thread(chunks, slen, sum_chunks);
     inverse_transform_weights(g, &s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::plane_stride;
+
+    /// Planes `plane_stride` apart start in 36 different L1 sets (64 sets of 64-byte lines,
+    /// f32), for every plane length the zoo's layers use and any other.
+    #[test]
+    fn planes_start_in_different_cache_sets() {
+        for len in (1..5000).chain([1024, 4096, 16384, 36864, 65536]) {
+            let stride = plane_stride(len);
+            assert!(
+                stride >= len && stride % 16 == 0,
+                "len {len}: stride {stride}"
+            );
+            let mut sets: Vec<usize> = (0..36).map(|p| (p * stride * 4 / 64) % 64).collect();
+            sets.sort_unstable();
+            sets.dedup();
+            assert_eq!(sets.len(), 36, "len {len}: stride {stride}");
+        }
+    }
+}
