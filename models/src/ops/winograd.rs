@@ -625,7 +625,7 @@ mod tests {
         for len in (1..5000).chain([1024, 4096, 16384, 36864, 65536]) {
             let stride = plane_stride(len);
             assert!(
-                stride >= len && stride % 16 == 0,
+                stride >= len && stride.is_multiple_of(16),
                 "len {len}: stride {stride}"
             );
             let mut sets: Vec<usize> = (0..36).map(|p| (p * stride * 4 / 64) % 64).collect();
