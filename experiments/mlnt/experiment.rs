@@ -19,8 +19,10 @@ use crate::l2rw::{AllZero, Method as L2rwMethod, ReweightTask, TaskData};
 use crate::mwn::experiment::{noisy_split, Datasets, Prepared};
 use crate::mwn::NoiseSetting as MwnNoiseSetting;
 use crate::parallel::run_indexed;
+use crate::plot::{line_chart, Labels, Series};
 use crate::results::{per_seed, Row, SeedStats, Summary};
 use crate::runner::Runner;
+use crate::stats::mean_std;
 use crate::Experiment;
 
 /// The paper, as cited in the summary.
@@ -68,6 +70,10 @@ pub struct RunResult {
     pub n_test: usize,
     /// Round 2: fraction of the kept rows whose label is the true one.
     pub kept_clean_frac: Option<f64>,
+    /// The student's test accuracy (%) at each evaluated epoch, for the curves plot (the
+    /// numbers are in the run's `log.csv`; not repeated in `results.json`).
+    #[serde(skip, default)]
+    pub test_acc_curve: Vec<(f64, f64)>,
 }
 
 /// Stops with a clear message for parts whose data is not available offline.
@@ -246,6 +252,11 @@ fn train_one(
         n_val: p.meta.len(),
         n_test: p.test.len(),
         kept_clean_frac: None,
+        test_acc_curve: run
+            .curve("test_error")
+            .into_iter()
+            .map(|(e, err)| (e, 100.0 * (1.0 - err)))
+            .collect(),
     };
     tracing::info!(
         "{label} seed {seed}: test accuracy student {test_s:.2}%, teacher {test_t:.2}% \
@@ -253,6 +264,67 @@ fn train_one(
         r.selected
     );
     Ok((r, chosen, student_copy))
+}
+
+/// One SVG per (dataset, noise setting): each method's (and iteration's) student test accuracy
+/// against epoch, mean over seeds with ±1 std bars (epochs that not every seed evaluated are
+/// left out). Returns the file names.
+fn write_curves(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Vec<String>> {
+    let mut groups: BTreeMap<(&str, &str), BTreeMap<String, Vec<&RunResult>>> = BTreeMap::new();
+    for r in rs {
+        let name = if r.round > 1 {
+            format!("{} (iteration {})", r.method, r.round)
+        } else {
+            r.method.to_string()
+        };
+        groups
+            .entry((r.dataset.as_str(), r.setting.as_str()))
+            .or_default()
+            .entry(name)
+            .or_default()
+            .push(r);
+    }
+    let mut files = Vec::new();
+    for ((dataset, setting), methods) in groups {
+        let series: Vec<Series> = methods
+            .into_iter()
+            .map(|(name, runs)| {
+                let mut by_epoch: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+                for r in &runs {
+                    for &(e, acc) in &r.test_acc_curve {
+                        by_epoch.entry(e as u64).or_default().push(acc);
+                    }
+                }
+                let (pts, err): (Vec<(f64, f64)>, Vec<f64>) = by_epoch
+                    .into_iter()
+                    .filter(|(_, v)| v.len() == runs.len())
+                    .map(|(e, v)| {
+                        let (m, sd) = mean_std(&v);
+                        ((e as f64, m), sd)
+                    })
+                    .unzip();
+                Series::new(name, pts).with_errors(err)
+            })
+            .collect();
+        if series.iter().all(|s| s.points.is_empty()) {
+            continue;
+        }
+        let f = format!(
+            "test_accuracy_{dataset}_{}.svg",
+            setting.replace([':', '=', '.'], "_")
+        );
+        line_chart(
+            &exp.results.path(&f),
+            &Labels::new(
+                format!("{dataset}, {setting}: student test accuracy (mean ± std over seeds)"),
+                "epoch",
+                "test accuracy (%)",
+            ),
+            &series,
+        )?;
+        files.push(f);
+    }
+    Ok(files)
 }
 
 /// One split and seed: every method in `methods` (CE first: its network is MLNT's feature
@@ -743,6 +815,9 @@ fn summarise(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Summary> 
          The paper's CIFAR table was not confirmed either, so no CIFAR paper numbers are shown."
     ));
     s.metrics = metrics;
+    for f in write_curves(exp, rs)? {
+        s.plot(f);
+    }
     exp.results.write_summary(&s)?;
     Ok(s)
 }

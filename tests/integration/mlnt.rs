@@ -339,6 +339,19 @@ fn smoke_preset_end_to_end() {
     for f in ["config.json", "summary.md"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    // The accuracy curves: one plot for the one noise setting, with a line per method.
+    let plots: Vec<&str> = s["plots"]
+        .as_array()
+        .expect("plots")
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(plots, ["test_accuracy_cifar10_uniform_any_0_4.svg"]);
+    let svg = std::fs::read_to_string(out.join(plots[0])).expect("curves plot");
+    assert!(svg.contains("<svg"), "not an SVG");
+    for m in ["mlnt_fo", "ce (iteration 2)"] {
+        assert!(svg.contains(m), "no {m} line in the curves plot");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 
