@@ -41,6 +41,31 @@ impl Series {
         self.errors = Some(errors);
         self
     }
+
+    /// The mean over runs (seeds) of `(epoch, value)` curves, with ±1 sample-std error bars;
+    /// epochs that not every run has are dropped.
+    pub fn mean_of<C: AsRef<[(f64, f64)]>>(
+        name: impl Into<String>,
+        curves: impl IntoIterator<Item = C>,
+    ) -> Self {
+        let mut by_epoch: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+        let mut n = 0;
+        for c in curves {
+            n += 1;
+            for &(e, v) in c.as_ref() {
+                by_epoch.entry(e as u64).or_default().push(v);
+            }
+        }
+        let (points, errors): (Vec<(f64, f64)>, Vec<f64>) = by_epoch
+            .into_iter()
+            .filter(|(_, v)| v.len() == n)
+            .map(|(e, v)| {
+                let (m, sd) = crate::stats::mean_std(&v);
+                ((e as f64, m), sd)
+            })
+            .unzip();
+        Self::new(name, points).with_errors(errors)
+    }
 }
 
 /// Titles of a chart.

@@ -25,7 +25,7 @@
 //! checkpoint (the previous epoch's) is kept. Weights are also checked for finiteness before each
 //! checkpoint is written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -391,20 +391,7 @@ impl RunOutcome {
     /// Mean over seeds of `metric` per epoch with ±1 sample-std error bars, labelled `name`
     /// (epochs that not every seed has are dropped).
     pub fn mean_curve(&self, metric: &str, name: impl Into<String>) -> Series {
-        let mut by_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-        for s in &self.seeds {
-            for (e, v) in s.curve(metric) {
-                by_epoch.entry(e as usize).or_default().push(v);
-            }
-        }
-        let n = self.seeds.len();
-        let (mut pts, mut err) = (Vec::new(), Vec::new());
-        for (e, vs) in by_epoch.into_iter().filter(|(_, v)| v.len() == n) {
-            let (m, sd) = crate::stats::mean_std(&vs);
-            pts.push((e as f64, m));
-            err.push(sd);
-        }
-        Series::new(name, pts).with_errors(err)
+        Series::mean_of(name, self.seeds.iter().map(|s| s.curve(metric)))
     }
 }
 

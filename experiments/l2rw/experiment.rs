@@ -74,6 +74,10 @@ pub struct RunResult {
     pub n_meta: usize,
     /// Test images.
     pub n_test: usize,
+    /// Test accuracy (%) at each evaluated epoch, for the curves plot (the numbers are in the
+    /// run's `log.csv`; not repeated in `results.json`).
+    #[serde(skip, default)]
+    pub test_acc_curve: Vec<(f64, f64)>,
 }
 
 struct Prepared {
@@ -157,6 +161,11 @@ fn train_one(
         n_flagged: p.flagged.iter().filter(|&&f| f).count(),
         n_meta: p.meta.len(),
         n_test: test.len(),
+        test_acc_curve: run
+            .curve("test_error")
+            .into_iter()
+            .map(|(e, err)| (e, 100.0 * (1.0 - err)))
+            .collect(),
     };
     tracing::info!(
         "{label} seed {seed}: test error {:.2}% ({:.0} ms/step)",
@@ -565,6 +574,38 @@ fn summarise(exp: &Experiment<L2rwConfig>, rs: &[RunResult]) -> Result<Summary> 
     if cfg.parts.contains(&Part::Cifar) {
         let c = &cfg.cifar;
         for st in &c.settings {
+            let curves: Vec<Series> = c
+                .methods
+                .iter()
+                .map(|&method| {
+                    let runs = rs.iter().filter(|r| {
+                        r.part == "cifar" && r.setting == st.noise && r.method == method
+                    });
+                    Series::mean_of(method.as_str(), runs.map(|r| &r.test_acc_curve))
+                })
+                .collect();
+            if curves.iter().any(|s| !s.points.is_empty()) {
+                let f = format!(
+                    "cifar_test_accuracy_{}.svg",
+                    st.noise.replace([':', '=', '.'], "_")
+                );
+                plot::line_chart(
+                    &exp.results.path(&f),
+                    &Labels::new(
+                        format!(
+                            "{} {}, {}: test accuracy (mean ± std over {} seeds)",
+                            c.dataset,
+                            st.noise,
+                            c.net,
+                            seeds.len()
+                        ),
+                        "epoch",
+                        "test accuracy (%)",
+                    ),
+                    &curves,
+                )?;
+                s.plot(f);
+            }
             for &method in &c.methods {
                 let v = per_seed(
                     &seeds,

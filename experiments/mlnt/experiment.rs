@@ -22,7 +22,6 @@ use crate::parallel::run_indexed;
 use crate::plot::{line_chart, Labels, Series};
 use crate::results::{per_seed, Row, SeedStats, Summary};
 use crate::runner::Runner;
-use crate::stats::mean_std;
 use crate::Experiment;
 
 /// The paper, as cited in the summary.
@@ -288,23 +287,7 @@ fn write_curves(exp: &Experiment<MlntConfig>, rs: &[RunResult]) -> Result<Vec<St
     for ((dataset, setting), methods) in groups {
         let series: Vec<Series> = methods
             .into_iter()
-            .map(|(name, runs)| {
-                let mut by_epoch: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-                for r in &runs {
-                    for &(e, acc) in &r.test_acc_curve {
-                        by_epoch.entry(e as u64).or_default().push(acc);
-                    }
-                }
-                let (pts, err): (Vec<(f64, f64)>, Vec<f64>) = by_epoch
-                    .into_iter()
-                    .filter(|(_, v)| v.len() == runs.len())
-                    .map(|(e, v)| {
-                        let (m, sd) = mean_std(&v);
-                        ((e as f64, m), sd)
-                    })
-                    .unzip();
-                Series::new(name, pts).with_errors(err)
-            })
+            .map(|(name, runs)| Series::mean_of(name, runs.iter().map(|r| &r.test_acc_curve)))
             .collect();
         if series.iter().all(|s| s.points.is_empty()) {
             continue;

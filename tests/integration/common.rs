@@ -64,6 +64,21 @@ pub fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// The plot files a `summary.json` lists, each checked to be an SVG in `dir`.
+pub fn svg_plots(summary: &serde_json::Value, dir: &Path) -> Vec<String> {
+    let plots: Vec<String> = summary["plots"]
+        .as_array()
+        .expect("summary.json lists no plots")
+        .iter()
+        .map(|p| p.as_str().expect("plot name").to_owned())
+        .collect();
+    for p in &plots {
+        let svg = std::fs::read_to_string(dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert!(svg.contains("<svg"), "{p} is not an SVG");
+    }
+    plots
+}
+
 /// Each argument list must make `exe` fail without a panic and without creating its output
 /// directory (errors before any work). Returns each run's stderr, for checks of the message.
 pub fn assert_rejected_before_work(exe: &str, binary: &str, cases: &[Vec<&str>]) -> Vec<String> {

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{assert_rejected_before_work, cifar_dir, read_json, run_with_out, scratch};
+use crate::common::{
+    assert_rejected_before_work, cifar_dir, read_json, run_with_out, scratch, svg_plots,
+};
 
 fn tmp(name: &str) -> PathBuf {
     scratch("l2rw", name)
@@ -56,6 +58,21 @@ fn smoke_preset_end_to_end() {
     assert_eq!(results.as_array().unwrap().len(), 10);
     for f in ["config.json", "summary.md", "mnist_imbalance.svg"] {
         assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // The plots the summary lists: the MNIST sweep and one CIFAR curves plot per noise setting,
+    // with a line per method.
+    let plots = svg_plots(&s, &out);
+    assert_eq!(
+        plots,
+        [
+            "mnist_imbalance.svg",
+            "cifar_test_accuracy_uniform_0_4.svg",
+            "cifar_test_accuracy_background_0_4.svg"
+        ]
+    );
+    for p in &plots[1..] {
+        let svg = std::fs::read_to_string(out.join(p)).expect("curves plot");
+        assert!(svg.contains("l2rw"), "{p}: no l2rw line");
     }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -18,7 +18,9 @@ use zoo_models::meta::virtual_step;
 use zoo_models::models::{Mlp, MlpConfig};
 use zoo_models::{Classifier, Ctx, ParamSet};
 
-use crate::common::{assert_rejected_before_work, cifar_dir, read_json, run_with_out, scratch};
+use crate::common::{
+    assert_rejected_before_work, cifar_dir, read_json, run_with_out, scratch, svg_plots,
+};
 
 fn randn(rng: &mut StdRng, shape: &[usize], scale: f64) -> Tensor {
     let n: usize = shape.iter().product();
@@ -340,15 +342,9 @@ fn smoke_preset_end_to_end() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     // The accuracy curves: one plot for the one noise setting, with a line per method.
-    let plots: Vec<&str> = s["plots"]
-        .as_array()
-        .expect("plots")
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
+    let plots = svg_plots(&s, &out);
     assert_eq!(plots, ["test_accuracy_cifar10_uniform_any_0_4.svg"]);
-    let svg = std::fs::read_to_string(out.join(plots[0])).expect("curves plot");
-    assert!(svg.contains("<svg"), "not an SVG");
+    let svg = std::fs::read_to_string(out.join(&plots[0])).expect("curves plot");
     for m in ["mlnt_fo", "ce (iteration 2)"] {
         assert!(svg.contains(m), "no {m} line in the curves plot");
     }
