@@ -71,6 +71,11 @@ fn plane_stride(len: usize) -> usize {
     (len.div_ceil(16) | 1) * 16
 }
 
+/// `(len, plane_stride(len))`: the shape the transforms take.
+fn plane_shape(len: usize) -> (usize, usize) {
+    (len, plane_stride(len))
+}
+
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
         a
@@ -475,7 +480,7 @@ pub(crate) fn conv3x3<T: Real>(
 ) -> Vec<T> {
     let (c, o, hw) = (g.c, g.o, g.h * g.w);
     let (per, nb) = chunking(g);
-    let u = transform_weights(g, w);
+    let (u, us) = (transform_weights(g, w), plane_shape(o * c));
     // Uninitialised: the output gather writes every element.
     let len = g.n * o * hw;
     let mut y: Vec<T> = Vec::with_capacity(len);
@@ -494,14 +499,11 @@ pub(crate) fn conv3x3<T: Real>(
             let imgs = yc.len() / (o * hw);
             let cols = imgs * per;
             let first = chunk * nb;
-            let (vs, ms) = (
-                (c * cols, plane_stride(c * cols)),
-                (o * cols, plane_stride(o * cols)),
-            );
+            let (vs, ms) = (plane_shape(c * cols), plane_shape(o * cols));
             tiler.fill(&x[first * c * hw..][..imgs * c * hw], c, v, vs.1);
             input_transform(v, vs);
             for xi in 0..POSITIONS {
-                let ux = &u[xi * plane_stride(o * c)..][..o * c];
+                let ux = &u[xi * us.1..][..us.0];
                 let vx = &v[xi * vs.1..][..vs.0];
                 let mx = &mut m[xi * ms.1..][..ms.0];
                 gemm(
@@ -572,7 +574,8 @@ pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (c, o, hw) = (g.c, g.o, g.h * g.w);
     let (per, nb) = chunking(g);
     let chunks = g.n.div_ceil(nb);
-    let slen = POSITIONS * plane_stride(c * o);
+    let ss = plane_shape(c * o);
+    let slen = POSITIONS * ss.1;
     // Sums chunks `range` into a fresh `S`.
     let sum_chunks = |range: std::ops::Range<usize>, par: bool| -> Vec<T> {
         let mut v = vec![T::zero(); POSITIONS * plane_stride(c * nb * per)];
@@ -583,10 +586,7 @@ pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
             let first = chunk * nb;
             let imgs = nb.min(g.n - first);
             let cols = imgs * per;
-            let (vs, ws) = (
-                (c * cols, plane_stride(c * cols)),
-                (o * cols, plane_stride(o * cols)),
-            );
+            let (vs, ws) = (plane_shape(c * cols), plane_shape(o * cols));
             gx.fill(&x[first * c * hw..][..imgs * c * hw], c, &mut v, vs.1);
             gy.fill(&dy[first * o * hw..][..imgs * o * hw], o, &mut wd, ws.1);
             input_transform(&mut v, vs);
@@ -598,7 +598,7 @@ pub(crate) fn weight_grad<T: Real>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
                     c,
                     o,
                     cols,
-                    &mut s[xi * plane_stride(c * o)..][..c * o],
+                    &mut s[xi * ss.1..][..ss.0],
                     true,
                     Mat::rows(vx, cols),
                     vx.len(),
