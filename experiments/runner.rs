@@ -343,6 +343,14 @@ impl SeedRun {
             .filter_map(|r| r.all_metrics().get(metric).map(|v| (r.epoch as f64, v)))
             .collect()
     }
+
+    /// `(epoch, test accuracy in %)` over the evaluated epochs, from `test_error`.
+    pub fn test_accuracy_curve(&self) -> Vec<(f64, f64)> {
+        self.curve("test_error")
+            .into_iter()
+            .map(|(e, err)| (e, 100.0 * (1.0 - err)))
+            .collect()
+    }
 }
 
 /// All seeds of a run.

@@ -161,11 +161,7 @@ fn train_one(
         n_flagged: p.flagged.iter().filter(|&&f| f).count(),
         n_meta: p.meta.len(),
         n_test: test.len(),
-        test_acc_curve: run
-            .curve("test_error")
-            .into_iter()
-            .map(|(e, err)| (e, 100.0 * (1.0 - err)))
-            .collect(),
+        test_acc_curve: run.test_accuracy_curve(),
     };
     tracing::info!(
         "{label} seed {seed}: test error {:.2}% ({:.0} ms/step)",

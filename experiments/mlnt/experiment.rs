@@ -251,11 +251,7 @@ fn train_one(
         n_val: p.meta.len(),
         n_test: p.test.len(),
         kept_clean_frac: None,
-        test_acc_curve: run
-            .curve("test_error")
-            .into_iter()
-            .map(|(e, err)| (e, 100.0 * (1.0 - err)))
-            .collect(),
+        test_acc_curve: run.test_accuracy_curve(),
     };
     tracing::info!(
         "{label} seed {seed}: test accuracy student {test_s:.2}%, teacher {test_t:.2}% \

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{hf_home, scratch};
+use crate::common::{hf_home, scratch, svg_plots};
 
 const BIN: &str = env!("CARGO_BIN_EXE_confidence_penalty");
 
@@ -130,11 +130,7 @@ fn smoke_preset_writes_a_valid_summary() {
     assert_eq!(cp["grid"].as_array().expect("grid").len(), 2);
     assert!(cp["chosen"]["beta"].as_f64().is_some());
     // Plots exist and are SVG.
-    for p in s["plots"].as_array().expect("plots") {
-        let f = out.join(p.as_str().expect("plot name"));
-        let svg = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        assert!(svg.contains("<svg"), "{} is not SVG", f.display());
-    }
+    svg_plots(&s, &out);
     assert!(out.join("methods.md").is_file() && out.join("summary.md").is_file());
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{hf_home, read_json, scratch};
+use crate::common::{hf_home, read_json, scratch, svg_plots};
 
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_distill"))
@@ -63,11 +63,7 @@ fn smoke_preset_writes_a_valid_summary_and_reuses_its_teacher() {
     let teacher = out.join("teacher.safetensors");
     assert!(teacher.is_file());
     assert!(out.join("summary.md").is_file() && out.join("config.json").is_file());
-    for p in s["plots"].as_array().expect("plots") {
-        let f = out.join(p.as_str().unwrap());
-        let svg = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        assert!(svg.contains("<svg"), "{} is not an SVG", f.display());
-    }
+    svg_plots(&s, &out);
     let res = read_json(&out.join("results.json"));
     let omit = &res["seeds"][0]["omit"];
     assert!(
