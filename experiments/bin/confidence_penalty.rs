@@ -4,6 +4,7 @@
 //! cargo run --release --bin confidence_penalty -- --preset cpu
 //! cargo run --release --bin confidence_penalty -- --preset smoke --out /tmp/cp
 //! cargo run --release --bin confidence_penalty -- --methods none,cp --beta 0.5,1,2 --seeds 0,1,2,3,4
+//! cargo run --release --bin confidence_penalty -- --preset paper --run-cifar --dry-run
 //! ```
 //!
 //! Writes `results/confidence_penalty/<preset>/`: `summary.md`/`summary.json` (the paper's table
@@ -17,7 +18,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use zoo::cli::{CommonArgs, SeedList};
 use zoo::confidence_penalty::config::CpConfig;
 use zoo::confidence_penalty::method::{parse_methods, Method};
-use zoo::confidence_penalty::run;
+use zoo::confidence_penalty::{dry_run, run};
 use zoo::ExperimentConfig;
 
 /// A comma-separated list of numbers (one clap value).
@@ -85,6 +86,10 @@ struct Args {
     /// Also run the CIFAR-10 DenseNet-40 task of the paper preset (days on a CPU).
     #[arg(long)]
     run_cifar: bool,
+    /// Print the resolved configuration, the number of runs and steps per task, and the
+    /// projected wall time on this device (from a few timed steps); train and write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn apply(cfg: &mut CpConfig, args: &Args) -> Result<()> {
@@ -134,6 +139,15 @@ fn main() -> Result<()> {
         args.common.seeds = SeedList(cfg.seeds.clone());
     }
     cfg.seeds = args.common.seeds().to_vec();
+    if args.dry_run {
+        let cfg = zoo::cli::apply_settings(cfg, &args.common.set)?;
+        cfg.validate()?;
+        args.common.validate()?;
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        let device = zoo::device(args.common.cpu)?;
+        print!("{}", dry_run::report(&cfg, cfg.seeds.len(), &device)?);
+        return Ok(());
+    }
     let exp = zoo::Experiment::setup("confidence_penalty", &args.common, cfg)?;
     run::run(&exp)
 }

@@ -217,6 +217,9 @@ pub struct Hyper {
     pub beta: Option<f64>,
     /// Entropy threshold Γ in nats (thresholded penalty).
     pub threshold: Option<f64>,
+    /// The method's own learning rate (the paper's dropout runs); `None`: the task's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
 }
 
 impl fmt::Display for Hyper {
@@ -233,6 +236,9 @@ impl fmt::Display for Hyper {
         }
         if let Some(g) = self.threshold {
             parts.push(format!("Γ={g}"));
+        }
+        if let Some(lr) = self.lr {
+            parts.push(format!("lr={lr}"));
         }
         if parts.is_empty() {
             f.write_str("—")

@@ -8,13 +8,17 @@
 //! * [`config`]: presets (paper: MNIST MLP and CIFAR-10 DenseNet-40; cpu; smoke).
 //! * [`tuning`]: grids on the validation split and the choice of values.
 //! * [`trainer`]: one training run as a [`crate::runner::EpochTask`].
-//! * [`report`]: per-method test statistics and Welch's t-tests.
+//! * [`report`]: per-method test statistics, Welch's and paired t-tests.
+//! * [`tradeoff`]: the penalty's error–calibration trade-off over β on validation.
+//! * [`dry_run`]: `--dry-run`, the plan and its projected time on this device.
 //! * [`run`]: the flow (tune, retrain per seed, report, plots).
 
 pub mod config;
+pub mod dry_run;
 pub mod method;
 pub mod report;
 pub mod run;
+pub mod tradeoff;
 pub mod trainer;
 pub mod tuning;
 

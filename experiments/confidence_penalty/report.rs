@@ -55,6 +55,19 @@ pub fn welch(a: &MethodResult, b: &MethodResult) -> Option<WelchTest> {
     stats::welch_t_test(&a.values(|s| s.error), &b.values(|s| s.error)).ok()
 }
 
+/// Paired t-test of `a`'s test errors against `b`'s over the seeds both ran (methods of one
+/// seed share the initialisation and data order); `None` with fewer than two shared seeds.
+pub fn paired(a: &MethodResult, b: &MethodResult) -> Option<stats::PairedTest> {
+    let (mut xa, mut xb) = (Vec::new(), Vec::new());
+    for sa in &a.seeds {
+        if let Some(sb) = b.seeds.iter().find(|sb| sb.seed == sa.seed) {
+            xa.push(sa.error);
+            xb.push(sb.error);
+        }
+    }
+    stats::paired_t_test(&xa, &xb).ok()
+}
+
 /// Fill in the tests against the baseline (`results[0]`) and `dropout`.
 pub fn add_tests(results: &mut [MethodResult]) {
     let Some(base) = results.first().cloned() else {

@@ -50,19 +50,20 @@ pub struct CpTask<'a> {
     predictions: Option<Predictions>,
 }
 
-/// The learning-rate schedule over global steps.
-pub fn lr_schedule(task: &TaskConfig, steps_per_epoch: usize) -> LrSchedule {
+/// The learning-rate schedule over global steps, from the base rate `lr` (the task's, or the
+/// method's own where it tunes one).
+pub fn lr_schedule(task: &TaskConfig, lr: f64, steps_per_epoch: usize) -> LrSchedule {
     let s = &task.sgd;
     let total = steps_per_epoch * s.epochs;
     match &s.decay {
-        LrDecay::Constant => LrSchedule::Constant(s.lr),
+        LrDecay::Constant => LrSchedule::Constant(lr),
         LrDecay::Cosine => LrSchedule::Cosine {
-            base: s.lr,
+            base: lr,
             total,
             min: 0.0,
         },
         LrDecay::MultiStep { at, gamma } => LrSchedule::MultiStep {
-            base: s.lr,
+            base: lr,
             milestones: at
                 .iter()
                 .map(|f| (f * s.epochs as f64).round() as usize * steps_per_epoch)
@@ -85,13 +86,19 @@ pub fn build_model(
         hidden: 0.0,
     });
     match net {
-        NetConfig::Mlp { hidden } => {
+        NetConfig::Mlp { hidden, init_std } => {
             let mut dims = vec![data.channels * data.height * data.width];
             dims.extend_from_slice(hidden);
             dims.push(data.num_classes);
             let mut c = zoo_models::models::MlpConfig::new(&dims);
             c.input_dropout = d.input;
             c.hidden_dropout = d.hidden;
+            if let Some(std) = *init_std {
+                // The paper's N(0, std²) weights; its text is silent on biases: zeros, as
+                // TensorFlow's dense layers start them.
+                c.init = zoo_models::init::Init::Normal { std };
+                c.bias_init = Some(zoo_models::init::Init::Constant(0.0));
+            }
             Ok(Box::new(zoo_models::models::Mlp::new(c, rng, device)?))
         }
         NetConfig::DenseNet40 { growth } => {
@@ -123,7 +130,11 @@ pub fn build(spec: TrainSpec<'_>) -> Result<CpTask<'_>> {
         model,
         opt,
         objective: spec.objective,
-        lr: lr_schedule(spec.task, steps_per_epoch),
+        lr: lr_schedule(
+            spec.task,
+            spec.hyper.lr.unwrap_or(s.lr),
+            steps_per_epoch,
+        ),
         steps_per_epoch,
         task: spec.task,
         train: spec.train,

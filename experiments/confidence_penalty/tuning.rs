@@ -21,6 +21,10 @@ pub struct ValScore {
     pub error: f64,
     /// Mean negative log-likelihood on the validation split (nats).
     pub nll: f64,
+    /// Expected calibration error on the validation split (fraction, 15 bins); absent in
+    /// tuning records written before it was measured.
+    #[serde(default)]
+    pub ece: f64,
 }
 
 /// One tried value with its validation score.
@@ -96,6 +100,17 @@ pub fn candidates(
     } else {
         g.dropout.iter().copied().map(Some).collect()
     };
+    // The dropout methods' own learning rate: inherited like the rates, else searched.
+    let lrs: Vec<Option<f64>> = if !method.dropout || g.dropout_lr.is_empty() {
+        vec![None]
+    } else if method.is_combination() {
+        match inherit("dropout") {
+            Some(h) => vec![h.lr],
+            None => g.dropout_lr.iter().copied().map(Some).collect(),
+        }
+    } else {
+        g.dropout_lr.iter().copied().map(Some).collect()
+    };
     let single = Method {
         dropout: false,
         reg: method.reg,
@@ -144,15 +159,18 @@ pub fn candidates(
     };
     let mut out = Vec::new();
     for &d in &dropouts {
-        for &e in &eps {
-            for &b in &beta {
-                for &t in &threshold {
-                    out.push(Hyper {
-                        dropout: d,
-                        eps: e,
-                        beta: b,
-                        threshold: t,
-                    });
+        for &lr in &lrs {
+            for &e in &eps {
+                for &b in &beta {
+                    for &t in &threshold {
+                        out.push(Hyper {
+                            dropout: d,
+                            eps: e,
+                            beta: b,
+                            threshold: t,
+                            lr,
+                        });
+                    }
                 }
             }
         }
@@ -281,7 +299,11 @@ mod tests {
                 beta: Some(b),
                 ..Default::default()
             },
-            val: ValScore { error: e, nll: n },
+            val: ValScore {
+                error: e,
+                nll: n,
+                ece: 0.0,
+            },
         };
         let g = vec![
             p(0.02, 0.1, 1.0),

@@ -205,3 +205,61 @@ fn missing_hyper_parameters_are_errors() {
     };
     assert!(Objective::new("cp_thresholded".parse().unwrap(), &only_beta, &[1], 10, 1.0).is_err());
 }
+
+/// The paper's link (§3.2): label smoothing adds KL(u ‖ p) to the cross-entropy and the
+/// confidence penalty adds KL(p ‖ u), the other direction, each up to the constant ln C:
+/// LS_ε = (1 − ε) CE + ε (KL(u ‖ p) + ln C) and CP_β = CE + β (KL(p ‖ u) − ln C).
+/// Checked on random logits against KLs computed here from the softmax in f64.
+#[test]
+fn label_smoothing_and_the_penalty_are_the_two_directions_of_kl_to_uniform() {
+    use rand::{Rng, SeedableRng};
+    let (n, c) = (16usize, 10usize);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let logits: Vec<f64> = (0..n * c).map(|_| rng.random_range(-4.0..4.0)).collect();
+    let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..c as u32)).collect();
+    let (mut ce, mut kl_up, mut kl_pu) = (0.0, 0.0, 0.0);
+    for (row, &label) in logits.chunks(c).zip(&labels) {
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
+        let p: Vec<f64> = row.iter().map(|v| (v - m).exp() / z).collect();
+        let u = 1.0 / c as f64;
+        ce -= p[label as usize].ln() / n as f64;
+        kl_up += p.iter().map(|pj| u * (u / pj).ln()).sum::<f64>() / n as f64;
+        kl_pu += p.iter().map(|pj| pj * (pj / u).ln()).sum::<f64>() / n as f64;
+    }
+    let ln_c = (c as f64).ln();
+    let z = Tensor::from_vec(logits, (n, c), &Device::Cpu).unwrap();
+    let y = Tensor::new(labels.as_slice(), &Device::Cpu).unwrap();
+    let counts = vec![1usize; c];
+    let loss = |method: &str, hyper: Hyper| -> f64 {
+        let m: Method = method.parse().unwrap();
+        let obj = Objective::new(m, &hyper, &counts, 10, 1.0).unwrap();
+        obj.loss(&z, &y, 0).unwrap().to_scalar::<f64>().unwrap()
+    };
+    let plain = loss("none", Hyper::default());
+    assert!((plain - ce).abs() < 1e-12, "CE {plain} vs {ce}");
+    for eps in [0.1, 0.4] {
+        let ls = loss(
+            "ls_uniform",
+            Hyper {
+                eps: Some(eps),
+                ..Default::default()
+            },
+        );
+        let want = (1.0 - eps) * ce + eps * (kl_up + ln_c);
+        assert!((ls - want).abs() < 1e-12, "LS ε={eps}: {ls} vs {want}");
+    }
+    for beta in [0.5, 2.0] {
+        let cp = loss(
+            "cp",
+            Hyper {
+                beta: Some(beta),
+                ..Default::default()
+            },
+        );
+        let want = ce + beta * (kl_pu - ln_c);
+        assert!((cp - want).abs() < 1e-12, "CP β={beta}: {cp} vs {want}");
+    }
+    // The two directions differ: the link is not a tautology of the test.
+    assert!((kl_up - kl_pu).abs() > 1e-3, "{kl_up} vs {kl_pu}");
+}
