@@ -24,6 +24,8 @@ where
     if jobs <= 1 || n <= 1 {
         return (0..n).map(&f).collect();
     }
+    // Each run trains with the caller's ops backend (a per-thread value).
+    let backend = zoo_models::ops::backend();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let slots: Mutex<Vec<Option<Result<T>>>> = Mutex::new((0..n).map(|_| None).collect());
@@ -34,20 +36,23 @@ where
             let h = std::thread::Builder::new()
                 .name(format!("run-{w}"))
                 .stack_size(STACK_BYTES)
-                .spawn_scoped(scope, move || loop {
-                    if failed.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= n {
-                        break;
-                    }
-                    let r = f(i);
-                    if r.is_err() {
-                        failed.store(true, Ordering::SeqCst);
-                    }
-                    if let Ok(mut s) = slots.lock() {
-                        s[i] = Some(r);
+                .spawn_scoped(scope, move || {
+                    let _backend = zoo_models::ops::BackendScope::new(backend);
+                    loop {
+                        if failed.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= n {
+                            break;
+                        }
+                        let r = f(i);
+                        if r.is_err() {
+                            failed.store(true, Ordering::SeqCst);
+                        }
+                        if let Ok(mut s) = slots.lock() {
+                            s[i] = Some(r);
+                        }
                     }
                 })?;
             handles.push(h);
@@ -113,6 +118,13 @@ mod tests {
         });
         assert_eq!(e.unwrap_err().to_string(), "run 4 failed");
         assert_eq!(run_indexed(1, 3, Ok).unwrap(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn runs_side_by_side_keep_the_callers_backend() {
+        use zoo_models::ops::{backend, with_backend, Backend};
+        let seen = with_backend(Backend::Candle, || run_indexed(2, 4, |_| Ok(backend())));
+        assert_eq!(seen.unwrap(), vec![Backend::Candle; 4]);
     }
 
     #[test]

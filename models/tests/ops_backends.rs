@@ -1,7 +1,8 @@
 //! A few SGD steps with the fast path and with candle's reference ops give the same losses:
 //! a small conv-BN-pool net (f64 and f32), ResNet-32 and LeNet from `zoo_models::models`.
 //!
-//! One test per binary on purpose: the backend switch is process-wide.
+//! `ops::set_backend` sets the calling (test) thread's backend only, so other tests of the
+//! binary keep theirs.
 
 mod ops_common;
 

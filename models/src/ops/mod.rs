@@ -3,7 +3,10 @@
 //!
 //! Each op has two implementations: candle's own ops (`Backend::Candle`, always used on CUDA and
 //! Metal) and the fast CPU path (`Backend::Fast`, the default on CPU) whose backward passes are
-//! themselves built from differentiable ops, so second-order meta-gradients stay exact.
+//! themselves built from differentiable ops, so second-order meta-gradients stay exact. The
+//! backend is a per-thread value ([`with_backend`], [`BackendScope`]), so one process can run
+//! both (see `backend`). Both paths agree on ReLU's gradient at 0 (0, as PyTorch) and the
+//! candle path creates no zero-size tensors (see [`nonempty`]).
 //!
 //! The fast path (see `conv`, `winograd`, `pool`, `linear`): convolution is im2col + gemm (or
 //! Winograd F(4×4, 3×3) for 3×3 stride-1 layers) with its input and weight gradients as custom
@@ -14,11 +17,13 @@
 //! 1/k²), so the reference is an exact composition of reshapes/strided views and `max`.
 
 mod alloc;
+mod backend;
 mod bias;
 mod bn;
 mod conv;
 mod kernels;
 mod linear;
+pub mod nonempty;
 mod pool;
 mod pool_env;
 mod relu;
@@ -26,10 +31,10 @@ pub(crate) mod sgd;
 mod winograd;
 
 pub use alloc::keep_freed_memory;
+pub use backend::{backend, set_backend, with_backend, Backend, BackendScope};
 use candle_core::{DType, Result, Tensor, D};
 pub use pool_env::tame_candle_pool;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 thread_local! {
     static WEIGHTS_ONLY: Cell<bool> = const { Cell::new(false) };
@@ -70,38 +75,8 @@ pub(crate) fn saved(t: &Tensor) -> Tensor {
     }
 }
 
-/// Which implementation the ops use on CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// candle's own ops (reference; used on CUDA/Metal regardless of this setting).
-    Candle,
-    /// im2col/gemm custom ops with differentiable backwards (CPU only).
-    Fast,
-}
-
-static BACKEND: AtomicU8 = AtomicU8::new(1);
-
-/// Select the CPU implementation for all following ops (process-wide).
-pub fn set_backend(b: Backend) {
-    BACKEND.store(
-        match b {
-            Backend::Candle => 0,
-            Backend::Fast => 1,
-        },
-        Ordering::Relaxed,
-    );
-}
-
-/// The CPU implementation currently selected.
-pub fn backend() -> Backend {
-    match BACKEND.load(Ordering::Relaxed) {
-        0 => Backend::Candle,
-        _ => Backend::Fast,
-    }
-}
-
 /// The reference implementations (`Backend::Candle`), public so tests and benchmarks can compare
-/// against them without switching the process-wide backend.
+/// against them without changing the thread's backend.
 pub mod reference {
     use super::pool;
     use candle_core::{Result, Tensor};
@@ -114,7 +89,10 @@ pub mod reference {
         padding: usize,
         groups: usize,
     ) -> Result<Tensor> {
-        x.conv2d(w, padding, stride, 1, groups)
+        // A contiguous kernel: candle's Metal conv backward reads a strided kernel instead of
+        // its contiguous copy (candle #3836; #3735 on the CPU before 0.11), so gradients through
+        // a transposed or sliced kernel came out wrong. A no-op for contiguous kernels.
+        x.conv2d(&w.contiguous()?, padding, stride, 1, groups)
     }
 
     /// Exact max pooling from reshapes/strided views and `max`/`maximum` (candle's `max_pool2d`
@@ -134,29 +112,19 @@ pub mod reference {
         // General case: the max over the k² strided views of the (-inf)-padded input.
         let hp = (h + 2 * padding).max(k - 1 + stride * ho);
         let wp = (w + 2 * padding).max(k - 1 + stride * wo);
-        let neg = |hh: usize, ww: usize| -> Result<Tensor> {
-            Tensor::full(f32::NEG_INFINITY, (n, c, hh, ww), x.device())?.to_dtype(x.dtype())
+        // Pads only where they have rows or columns: a zero-size tensor is a zero-block
+        // kernel launch on CUDA, which fails (candle #2327).
+        let neg = |hh: usize, ww: usize| -> Result<Option<Tensor>> {
+            super::nonempty::full(f32::NEG_INFINITY, (n, c, hh, ww), x.dtype(), x.device())
         };
         let mut xp = x.clone();
         if hp > h {
-            let parts = [neg(padding, w)?, xp, neg(hp - h - padding, w)?];
-            xp = Tensor::cat(
-                &parts
-                    .iter()
-                    .filter(|t| t.dim(2).unwrap_or(0) > 0)
-                    .collect::<Vec<_>>(),
-                2,
-            )?;
+            let parts = [neg(padding, w)?, Some(xp), neg(hp - h - padding, w)?];
+            xp = Tensor::cat(&parts.iter().flatten().collect::<Vec<_>>(), 2)?;
         }
         if wp > w {
-            let parts = [neg(hp, padding)?, xp, neg(hp, wp - w - padding)?];
-            xp = Tensor::cat(
-                &parts
-                    .iter()
-                    .filter(|t| t.dim(3).unwrap_or(0) > 0)
-                    .collect::<Vec<_>>(),
-                3,
-            )?;
+            let parts = [neg(hp, padding)?, Some(xp), neg(hp, wp - w - padding)?];
+            xp = Tensor::cat(&parts.iter().flatten().collect::<Vec<_>>(), 3)?;
         }
         let mut acc: Option<Tensor> = None;
         for di in 0..k {
@@ -217,6 +185,13 @@ pub mod reference {
     /// `x · wᵀ` through candle's matmul (its backward adds a transposed weight gradient).
     pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         x.broadcast_matmul(&w.t()?)
+    }
+
+    /// ReLU with PyTorch's gradient at exactly 0 (0; candle's `relu` gives 1) and the fast
+    /// path's values: NaN passes, −∞ gives 0. A select on `x ≤ 0`, exact at every order.
+    pub fn relu(x: &Tensor) -> Result<Tensor> {
+        let zero = Tensor::zeros((), x.dtype(), x.device())?.broadcast_as(x.shape())?;
+        x.le(&zero)?.where_cond(&zero, x)
     }
 }
 
@@ -332,7 +307,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     if use_fast(x) {
         relu::relu(x)
     } else {
-        x.relu()
+        reference::relu(x)
     }
 }
 
