@@ -74,6 +74,8 @@ fn smoke_preset_end_to_end() {
         let svg = std::fs::read_to_string(out.join(p)).expect("curves plot");
         assert!(svg.contains("l2rw"), "{p}: no l2rw line");
     }
+    // The refactoring guard: the same numbers as the recorded baseline.
+    crate::golden::check("l2rw_smoke", &s);
     let _ = std::fs::remove_dir_all(&out);
 }
 

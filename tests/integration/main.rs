@@ -14,6 +14,7 @@ mod decouple_smoke;
 mod distill_loss;
 mod distill_smoke;
 mod distill_transfer;
+mod golden;
 mod l2rw_cli;
 mod l2rw_weights;
 mod mlnt;

@@ -348,6 +348,8 @@ fn smoke_preset_end_to_end() {
     for m in ["mlnt_fo", "ce (iteration 2)"] {
         assert!(svg.contains(m), "no {m} line in the curves plot");
     }
+    // The refactoring guard: the same numbers as the recorded baseline.
+    crate::golden::check("mlnt_smoke", &s);
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -96,6 +96,8 @@ fn smoke_preset_end_to_end() {
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    // The refactoring guard: the same numbers as the recorded baseline.
+    crate::golden::check("mwn_smoke", &s);
     let _ = std::fs::remove_dir_all(&out);
 }
 
