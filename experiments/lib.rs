@@ -44,6 +44,7 @@ pub mod parallel;
 pub mod plot;
 pub mod report;
 pub mod results;
+pub mod reweight;
 pub mod runner;
 pub mod stats;
 pub mod trainer;

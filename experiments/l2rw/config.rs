@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use zoo_data::corrupt::NoiseSpec;
 
 use crate::cli::{ExperimentConfig, Preset};
+use crate::reweight::rules::{self, ClassWeights, RandomWeights, Resample};
+use crate::reweight::{AllZero, NetSpec, OptConfig, StepRule};
 
 /// How a training batch is weighted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -35,24 +37,23 @@ impl Method {
             Method::L2rw => "l2rw",
         }
     }
+
+    /// The step rule that trains with this method; `counts`: the training set's class counts.
+    pub fn rule(self, guard: AllZero, counts: &[usize]) -> Box<dyn StepRule> {
+        match self {
+            Method::Plain => Box::new(rules::Plain),
+            Method::Proportional => Box::new(ClassWeights::new(counts)),
+            Method::Resample => Box::new(Resample),
+            Method::Random => Box::new(RandomWeights::default()),
+            Method::L2rw => Box::new(rules::L2rw::new(guard)),
+        }
+    }
 }
 
 impl std::fmt::Display for Method {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// What the real step does when every L2RW weight of a batch is zero (no example's gradient
-/// points towards lower meta loss).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum AllZero {
-    /// Keep the zero weights, as the official code does (`w / (Σw + [Σw = 0])`): the batch
-    /// contributes a zero gradient; SGD momentum still moves the weights.
-    ZeroStep,
-    /// Fall back to uniform weights `1/n` (a plain step).
-    Uniform,
 }
 
 /// Which experiments a run includes.
@@ -63,92 +64,6 @@ pub enum Part {
     Mnist,
     /// CIFAR noisy labels (the paper's Table 1).
     Cifar,
-}
-
-/// SGD with momentum and a step-indexed multi-step schedule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OptConfig {
-    /// Optimisation steps.
-    pub steps: usize,
-    /// The steps are run as this many rounds; each ends with a checkpoint (and `--resume` point).
-    pub rounds: usize,
-    /// Evaluate on the test set after every this many rounds (and after the last).
-    pub eval_every_rounds: usize,
-    /// Training examples per step.
-    pub batch_size: usize,
-    /// Clean meta examples per L2RW step (`None`: the whole meta set every step).
-    pub meta_batch: Option<usize>,
-    /// Initial learning rate (also the virtual step size α of L2RW).
-    pub lr: f64,
-    /// Steps at which the learning rate is multiplied by `gamma`.
-    pub milestones: Vec<usize>,
-    /// Decay factor at each milestone.
-    pub gamma: f64,
-    /// SGD momentum.
-    pub momentum: f64,
-    /// Coupled L2 weight decay.
-    pub weight_decay: f64,
-    /// Steps of plain mean cross-entropy before a meta-learned weighting (L2RW, or a step rule
-    /// such as Meta-Weight-Net) starts. 0, the papers' recipe, weights from the first step; a
-    /// warm-up is a deviation, for budgets too short for the weighting to recover from a
-    /// network whose features do not yet tell examples apart.
-    #[serde(default)]
-    pub warmup_steps: usize,
-}
-
-impl OptConfig {
-    /// Rejects schedules the loop cannot run; `what` prefixes the messages (e.g. `mnist.opt`).
-    pub(crate) fn check(&self, what: &str) -> Result<()> {
-        ensure!(self.steps > 0, "{what}.steps must be at least 1");
-        ensure!(
-            self.rounds > 0 && self.steps.is_multiple_of(self.rounds),
-            "{what}.rounds ({}) must divide steps ({})",
-            self.rounds,
-            self.steps
-        );
-        ensure!(
-            self.eval_every_rounds > 0,
-            "{what}.eval_every_rounds must be at least 1"
-        );
-        ensure!(self.batch_size > 0, "{what}.batch_size must be at least 1");
-        ensure!(
-            self.meta_batch != Some(0),
-            "{what}.meta_batch must be at least 1"
-        );
-        ensure!(
-            self.lr.is_finite() && self.lr > 0.0,
-            "{what}.lr must be > 0, got {}",
-            self.lr
-        );
-        ensure!(
-            self.gamma.is_finite() && self.gamma > 0.0,
-            "{what}.gamma must be > 0"
-        );
-        ensure!(
-            self.milestones.windows(2).all(|w| w[0] < w[1]),
-            "{what}.milestones must be increasing"
-        );
-        ensure!(
-            (0.0..1.0).contains(&self.momentum),
-            "{what}.momentum must lie in [0, 1)"
-        );
-        ensure!(
-            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
-            "{what}.weight_decay must be >= 0"
-        );
-        ensure!(
-            self.warmup_steps < self.steps,
-            "{what}.warmup_steps ({}) must be below steps ({})",
-            self.warmup_steps,
-            self.steps
-        );
-        Ok(())
-    }
-
-    /// Steps per round.
-    pub fn round_steps(&self) -> usize {
-        self.steps / self.rounds.max(1)
-    }
 }
 
 /// MNIST 4-vs-9 class imbalance (Ren et al. 2018, §5.1, Fig. 3).
@@ -166,33 +81,6 @@ pub struct MnistConfig {
     pub opt: OptConfig,
     /// Evaluate on the first N test 4s/9s only (smoke); `None`: all 1,991.
     pub test_limit: Option<usize>,
-}
-
-/// Network for the CIFAR experiments.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum NetSpec {
-    /// He et al.'s CIFAR ResNet (depth 6n+2), option-A shortcuts.
-    ResNet {
-        /// Depth (8, 20, 32, 56).
-        depth: usize,
-    },
-    /// Zagoruyko & Komodakis' Wide ResNet.
-    WideResNet {
-        /// Depth (6n+4).
-        depth: usize,
-        /// Width multiplier.
-        widen: usize,
-    },
-}
-
-impl std::fmt::Display for NetSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NetSpec::ResNet { depth } => write!(f, "ResNet-{depth}"),
-            NetSpec::WideResNet { depth, widen } => write!(f, "WRN-{depth}-{widen}"),
-        }
-    }
 }
 
 /// One noisy-label setting: a noise model and its clean meta set size.
@@ -322,16 +210,7 @@ impl ExperimentConfig for L2rwConfig {
                 "cifar meta_per_class must be at least 1"
             );
         }
-        match c.net {
-            NetSpec::ResNet { depth } => ensure!(
-                depth >= 8 && (depth - 2).is_multiple_of(6),
-                "cifar ResNet depth must be 6n+2 (8, 20, 32…), got {depth}"
-            ),
-            NetSpec::WideResNet { depth, widen } => ensure!(
-                depth >= 10 && (depth - 4).is_multiple_of(6) && widen >= 1,
-                "cifar WideResNet depth must be 6n+4 and widen >= 1, got {depth}-{widen}"
-            ),
-        }
+        c.net.check("cifar ")?;
         ensure!(
             c.train_limit != Some(0) && c.test_limit != Some(0),
             "cifar limits must be >= 1"

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use zoo_data::corrupt::NoiseSpec;
 
 use crate::cli::{ExperimentConfig, Preset};
-use crate::l2rw::{NetSpec, OptConfig};
+use crate::reweight::{NetSpec, OptConfig};
 
 /// Training method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -480,31 +480,5 @@ impl MlntConfig {
     pub fn normalise(&mut self) {
         self.parts = crate::cli::dedup(&self.parts);
         self.cifar.methods = crate::cli::dedup(&self.cifar.methods);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::MlntConfig;
-    use crate::mwn::MwnConfig;
-
-    /// The cpu preset promises MWN's split, seeds and schedule, so that CE here replays `mwn`'s CE
-    /// and the two summaries can be read side by side.
-    #[test]
-    fn cpu_preset_matches_mwn_cpu_split_and_schedule() {
-        let (m, w) = (MlntConfig::cpu(), MwnConfig::cpu());
-        let (ms, ws) = (&m.cifar.settings[0], &w.noise.settings[0]);
-        assert_eq!(
-            (&ms.dataset, &ms.noise, &ms.net, ms.val_per_class),
-            (&ws.dataset, &ws.noise, &ws.net, ws.meta_per_class)
-        );
-        assert_eq!(m.seeds, w.seeds);
-        assert_eq!(
-            (m.cifar.train_limit, m.cifar.test_limit, m.cifar.augment),
-            (w.noise.train_limit, w.noise.test_limit, w.noise.augment)
-        );
-        let mut mwn_opt = w.noise.opt.clone();
-        mwn_opt.warmup_steps = 0; // only MWN's weighting waits; CE's schedule is the same
-        assert_eq!(m.cifar.opt, mwn_opt);
     }
 }

@@ -7,20 +7,23 @@
 //! consistency loss `KL(teacher ‖ student(θ'_m))` averaged over m, with the teacher an
 //! exponential moving average of the student; its meta-gradient flows through the fast steps to
 //! θ (the core's [`zoo_models::meta::unrolled_meta_gradient`], exact or first order). Training
-//! runs on the shared [`crate::l2rw::ReweightTask`] loop as a [`crate::l2rw::StepRule`], on the
-//! noisy CIFAR split of `mwn` (same seed, same split), against plain CE; optionally the paper's
-//! second iteration on the rows the first round's mentor agrees with.
+//! runs on the reweighting core's [`crate::reweight::ReweightTask`] loop as a
+//! [`crate::reweight::StepRule`], on the core's noisy CIFAR split shared with `mwn` (same seed,
+//! same split), against plain CE; optionally the paper's second iteration on the rows the first
+//! round's mentor agrees with.
 
 pub mod config;
 pub mod experiment;
+mod report;
 pub mod task;
 
 pub use config::{
     CifarPart, CifarSetting, Clothing1mPart, Features, Method, MlntConfig, MlntSettings, Part,
     Update,
 };
-pub use experiment::{check_parts_available, run, RunResult, PAPER, PAPER_CLOTHING1M};
+pub use experiment::{check_parts_available, run, RunResult, PAPER_CLOTHING1M};
+pub use report::PAPER;
 pub use task::{
     consistency_kl, copy_weights, ema_update, mlnt_meta_gradient, nearest_neighbours,
-    neighbour_label_transfer, schedule_at, MlntGrad, MlntRule, Transfer,
+    neighbour_label_transfer, schedule_at, FastSteps, MlntGrad, MlntRule, Transfer,
 };

@@ -1,7 +1,7 @@
 //! MLNT's pieces — neighbour label transfer, the EMA teacher, the consistency loss and its
-//! unrolled meta-gradient — and [`MlntRule`], the [`StepRule`] that runs them inside the shared
-//! [`ReweightTask`](crate::l2rw::ReweightTask) training loop (same data stream, augmentation,
-//! schedule, evaluation and checkpoints as the CE baseline and as `mwn`).
+//! unrolled meta-gradient — and [`MlntRule`], the [`StepRule`] that runs them inside the
+//! reweighting core's [`ReweightTask`](crate::reweight::ReweightTask) training loop (same data
+//! stream, augmentation, schedule, evaluation and checkpoints as the CE baseline and as `mwn`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,12 +12,12 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use zoo_models::loss::{self, Reduction};
-use zoo_models::meta::{to_grad_store, unrolled_meta_gradient};
+use zoo_models::meta::{to_grad_store, unrolled_meta_gradient, InnerForward};
 use zoo_models::optim::{Optimizer, Sgd};
 use zoo_models::{Classifier, Ctx, ParamSet, ParamStore};
 
 use super::config::{Features, MlntSettings, Update};
-use crate::l2rw::{RuleStep, StepRule};
+use crate::reweight::{check_meta_step, role_rng, MetaDraw, RuleStep, StepRule};
 use crate::runner::{Metrics, StepMonitor};
 
 /// The `k` nearest other rows of each row of `feats` (`n × d`, row-major) in squared Euclidean
@@ -157,22 +157,34 @@ pub struct MlntGrad {
     pub fast_loss: f64,
 }
 
+/// The fast (virtual) steps of one synthetic label set.
+#[derive(Debug, Clone, Copy)]
+pub struct FastSteps {
+    /// Step size α.
+    pub lr: f64,
+    /// Number of steps.
+    pub steps: usize,
+    /// Treat `dθ'/dθ` as the identity (first-order meta-gradient).
+    pub first_order: bool,
+}
+
 /// MLNT's meta-gradient (Li et al. 2019, Alg. 1): for each synthetic label set `Ŷ_m`,
 /// `fast_steps` virtual SGD steps `θ' ← θ' − α ∇ CE(f(x; θ'), Ŷ_m)` from `θ`, the consistency
 /// loss [`consistency_kl`] of `f(x; θ'_m)` to the teacher, and the gradient of the mean over `m`
 /// w.r.t. `θ` through the fast steps: the core's [`unrolled_meta_gradient`], exact second order
 /// unless `first_order`. Forwards use batch statistics without touching running statistics.
-#[allow(clippy::too_many_arguments)]
 pub fn mlnt_meta_gradient(
     model: &dyn Classifier,
     theta: &ParamSet,
     x: &Tensor,
-    synthetic: &[Tensor],
-    teacher_probs: &Tensor,
-    fast_lr: f64,
-    fast_steps: usize,
-    first_order: bool,
+    (synthetic, teacher_probs): (&[Tensor], &Tensor),
+    fast: FastSteps,
 ) -> Result<MlntGrad> {
+    let FastSteps {
+        lr: fast_lr,
+        steps: fast_steps,
+        first_order,
+    } = fast;
     ensure!(
         !synthetic.is_empty(),
         "give at least one synthetic label set"
@@ -298,13 +310,13 @@ impl StepRule for MlntRule {
     fn prepare(
         &mut self,
         s: RuleStep<'_>,
-        _meta_batch: &mut dyn FnMut(&mut StdRng) -> Result<(Tensor, Tensor)>,
+        _meta_batch: &mut MetaDraw<'_>,
         _rng: &mut StdRng,
         monitor: &StepMonitor,
-    ) -> Result<()> {
+    ) -> Result<Option<InnerForward>> {
         self.pending = None;
         let Some((alpha, eps)) = schedule_at(&self.s, s.step) else {
-            return Ok(());
+            return Ok(None);
         };
         if self.initialised {
             ema_update(self.teacher.store(), s.model.store(), eps)?;
@@ -316,7 +328,7 @@ impl StepRule for MlntRule {
             || alpha == 0.0
             || !(s.step as usize - self.s.start_iter - 1).is_multiple_of(self.s.meta_every)
         {
-            return Ok(());
+            return Ok(None);
         }
         let n = s.labels.dims1()?;
         // Neighbours in the chosen feature space (eval mode, no graph).
@@ -329,7 +341,7 @@ impl StepRule for MlntRule {
         let feats: Vec<f32> = feats.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let nb = nearest_neighbours(&feats, n, self.s.num_neighbor)?;
         let y: Vec<u32> = s.labels.to_vec1()?;
-        let mut rng = crate::l2rw::experiment::role_rng(
+        let mut rng = role_rng(
             self.seed ^ s.step.wrapping_mul(0xd134_2543_de82_ef95),
             "mlnt-transfer",
         );
@@ -350,28 +362,17 @@ impl StepRule for MlntRule {
             candle_core::D::Minus1,
         )?
         .detach();
-        let g = mlnt_meta_gradient(
-            s.model,
-            s.params,
-            s.images,
-            &synthetic,
-            &p_tch,
-            self.s.fast_lr,
-            self.s.fast_steps,
-            self.first_order,
-        )?;
-        monitor.check("MLNT meta loss", g.meta_loss)?;
-        let mut norm2 = 0.0;
+        let fast = FastSteps {
+            lr: self.s.fast_lr,
+            steps: self.s.fast_steps,
+            first_order: self.first_order,
+        };
+        let g = mlnt_meta_gradient(s.model, s.params, s.images, (&synthetic, &p_tch), fast)?;
+        check_meta_step(monitor, "MLNT", g.meta_loss, g.grads.values())?;
         let mut scaled = BTreeMap::new();
         for (k, t) in g.grads {
-            norm2 += t
-                .sqr()?
-                .sum_all()?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
             scaled.insert(k, (t * alpha)?);
         }
-        monitor.check("MLNT meta-gradient", norm2)?;
         match self.s.update {
             Update::Combined => self.pending = Some((s.params.clone(), scaled)),
             Update::Sequential => {
@@ -384,7 +385,7 @@ impl StepRule for MlntRule {
         self.changed_sum += changed as f64 / (n * self.s.num_fast) as f64;
         self.meta_steps += 1;
         self.alpha_last = alpha;
-        Ok(())
+        Ok(None)
     }
 
     fn loss(&mut self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
@@ -404,7 +405,7 @@ impl StepRule for MlntRule {
         Ok((l, None))
     }
 
-    fn take_metrics(&mut self) -> Metrics {
+    fn take_metrics(&mut self, _round_steps: usize) -> Metrics {
         let mut m = Metrics::new();
         if self.meta_steps > 0 {
             let k = self.meta_steps as f64;

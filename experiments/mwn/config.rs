@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use zoo_data::corrupt::NoiseSpec;
 
 use crate::cli::{ExperimentConfig, Preset};
-use crate::l2rw::{AllZero, NetSpec, OptConfig};
+use crate::reweight::{AllZero, NetSpec, OptConfig};
 
 /// How a training batch is weighted (or which loss it is trained with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -195,20 +195,6 @@ fn classes(dataset: &str) -> Result<usize> {
     })
 }
 
-fn check_net(net: &NetSpec) -> Result<()> {
-    match *net {
-        NetSpec::ResNet { depth } => ensure!(
-            depth >= 8 && (depth - 2).is_multiple_of(6),
-            "ResNet depth must be 6n+2 (8, 20, 32…), got {depth}"
-        ),
-        NetSpec::WideResNet { depth, widen } => ensure!(
-            depth >= 10 && (depth - 4).is_multiple_of(6) && widen >= 1,
-            "WideResNet depth must be 6n+4 and widen >= 1, got {depth}-{widen}"
-        ),
-    }
-    Ok(())
-}
-
 fn check_part<S>(p: &PartConfig<S>, what: &str) -> Result<()> {
     ensure!(!p.methods.is_empty(), "{what}.methods: give at least one");
     ensure!(
@@ -249,7 +235,7 @@ impl ExperimentConfig for MwnConfig {
                 s.meta_per_class >= 1,
                 "noise meta_per_class must be at least 1"
             );
-            check_net(&s.net)?;
+            s.net.check("")?;
         }
         for s in &self.long_tail.settings {
             classes(&s.dataset)?;
@@ -262,7 +248,7 @@ impl ExperimentConfig for MwnConfig {
                 s.meta_per_class >= 1,
                 "long_tail meta_per_class must be at least 1"
             );
-            check_net(&s.net)?;
+            s.net.check("")?;
         }
         let m = &self.mwn;
         ensure!(m.hidden >= 1, "mwn.hidden must be at least 1");

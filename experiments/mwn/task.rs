@@ -1,5 +1,5 @@
-//! Meta-Weight-Net's step and the loss-only baselines, as [`StepRule`]s of the shared
-//! [`ReweightTask`](crate::l2rw::ReweightTask) training loop.
+//! Meta-Weight-Net's step, as a [`StepRule`] of the reweighting core's
+//! [`ReweightTask`](crate::reweight::ReweightTask) training loop.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,13 +8,13 @@ use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Tensor};
 use rand::rngs::StdRng;
 use zoo_models::loss::{self, Reduction};
-use zoo_models::meta::{classifier_meta_gradient, leaf_grad_store, MetaGrad};
+use zoo_models::meta::{classifier_meta_gradient, leaf_grad_store, InnerForward, MetaGrad};
 use zoo_models::models::VNet;
 use zoo_models::optim::{Adam, Optimizer, Sgd};
 use zoo_models::{Classifier, ParamSet};
 
 use super::config::{MwnSettings, Normalise, VnetOptim};
-use crate::l2rw::{RuleStep, StepRule};
+use crate::reweight::{check_meta_step, MetaDraw, RuleStep, StepRule};
 use crate::runner::{Metrics, StepMonitor};
 
 /// Per-example weights `w` for the mean-reduced loss `(1/n) Σ_i w_i ℓ_i` from VNet outputs
@@ -56,25 +56,41 @@ pub fn vnet_weights(
     normalise_vnet_weights(&v, normalise)
 }
 
+/// The weighting side of an MWN meta step: the VNet, the parameters `φ` it runs with, the
+/// tensors of `φ` to differentiate, and how its outputs are normalised.
+#[derive(Clone, Copy)]
+pub struct Weighting<'a> {
+    /// The weighting network.
+    pub vnet: &'a VNet,
+    /// Its parameters.
+    pub phi: &'a ParamSet,
+    /// The tensors of `phi` to differentiate (e.g. the VNet's variables).
+    pub leaves: &'a [&'a Tensor],
+    /// Normalisation of the weights.
+    pub normalise: Normalise,
+}
+
 /// MWN's meta-gradient (Shu et al. 2019, Alg. 1, steps 5–6) with the chosen normalisation: the
 /// virtual step `θ' = θ − α ∇θ (1/n) Σ w_i ℓ_i(θ)` with `w = vnet_weights(V_φ(ℓ(θ)))` (the VNet
 /// sees the detached losses, as the authors' `vnet(cost_v.data)`), the mean CE of the meta batch
 /// at `θ'`, and `dL_meta/d leaf` for `leaves` (the tensors of `phi` to differentiate, e.g. the
 /// VNet's variables). The core's [`classifier_meta_gradient`] does the double backward;
 /// `zoo_models::meta::mwn_grad` is the [`Normalise::Mean`] case with the store's parameters.
-#[allow(clippy::too_many_arguments)]
 pub fn mwn_meta_gradient(
     model: &dyn Classifier,
     theta: &ParamSet,
-    vnet: &VNet,
-    phi: &ParamSet,
-    leaves: &[&Tensor],
+    w: &Weighting<'_>,
     batch: (&Tensor, &Tensor),
     meta_batch: (&Tensor, &Tensor),
     lr: f64,
-    normalise: Normalise,
     rng: Option<&mut StdRng>,
 ) -> Result<MetaGrad> {
+    let Weighting {
+        vnet,
+        phi,
+        leaves,
+        normalise,
+    } = *w;
     Ok(classifier_meta_gradient(
         model,
         theta,
@@ -161,39 +177,26 @@ impl StepRule for MwnRule {
     fn prepare(
         &mut self,
         s: RuleStep<'_>,
-        meta_batch: &mut dyn FnMut(&mut StdRng) -> Result<(Tensor, Tensor)>,
+        meta_batch: &mut MetaDraw<'_>,
         rng: &mut StdRng,
         monitor: &StepMonitor,
-    ) -> Result<()> {
+    ) -> Result<Option<InnerForward>> {
         if !s.step.is_multiple_of(self.meta_every as u64) {
-            return Ok(());
+            return Ok(None);
         }
         let (xm, ym) = meta_batch(rng)?;
         let phi = self.vnet.store().params();
         let vars = self.vnet.store().vars();
         let leaves: Vec<&Tensor> = vars.values().map(|v| v.as_tensor()).collect();
-        let g = mwn_meta_gradient(
-            s.model,
-            s.params,
-            &self.vnet,
-            &phi,
-            &leaves,
-            (s.images, s.labels),
-            (&xm, &ym),
-            s.lr,
-            self.normalise,
-            Some(rng),
-        )?;
-        monitor.check("MWN meta loss", g.meta_loss)?;
-        let mut norm2 = 0.0;
-        for t in &g.grads {
-            norm2 += t
-                .sqr()?
-                .sum_all()?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
-        }
-        monitor.check("MWN meta-gradient dL/dφ", norm2)?;
+        let w = Weighting {
+            vnet: &self.vnet,
+            phi: &phi,
+            leaves: &leaves,
+            normalise: self.normalise,
+        };
+        let batch = (s.images, s.labels);
+        let g = mwn_meta_gradient(s.model, s.params, &w, batch, (&xm, &ym), s.lr, Some(rng))?;
+        check_meta_step(monitor, "MWN", g.meta_loss, &g.grads)?;
         let gs = leaf_grad_store(&leaves, &g.grads)?;
         let lr = self.lr;
         let opt = self.opt.get();
@@ -203,7 +206,7 @@ impl StepRule for MwnRule {
         }
         self.meta_loss_sum += g.meta_loss;
         self.meta_steps += 1;
-        Ok(())
+        Ok(None)
     }
 
     fn loss(&mut self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
@@ -223,7 +226,7 @@ impl StepRule for MwnRule {
         Ok((l, Some(diag)))
     }
 
-    fn take_metrics(&mut self) -> Metrics {
+    fn take_metrics(&mut self, _round_steps: usize) -> Metrics {
         let mut m = Metrics::new();
         if self.meta_steps > 0 {
             m.insert("meta_loss", self.meta_loss_sum / self.meta_steps as f64);
@@ -264,26 +267,6 @@ impl StepRule for MwnRule {
         self.vnet.store().load_state_dict(&net)?;
         self.opt.get().load_state(&opt)?;
         Ok(())
-    }
-}
-
-/// A loss-only baseline as a [`StepRule`]: focal loss or class-balanced cross-entropy.
-pub enum LossRule {
-    /// Focal loss with this γ (mean over the batch).
-    Focal(f64),
-    /// Class-balanced CE with these per-class weights (mean over the batch, Cui et al.).
-    ClassBalanced(Vec<f64>),
-}
-
-impl StepRule for LossRule {
-    fn loss(&mut self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
-        Ok(match self {
-            LossRule::Focal(g) => (loss::focal(logits, labels, *g, Reduction::Mean)?, None),
-            LossRule::ClassBalanced(w) => (
-                loss::class_balanced_ce(logits, labels, w, Reduction::Mean)?,
-                None,
-            ),
-        })
     }
 }
 

@@ -5,7 +5,9 @@ use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
-use zoo::l2rw::{l2rw_example_weights, normalised_weights, proportional_class_weights, AllZero};
+use zoo::reweight::rules::{
+    l2rw_example_weights, normalised_weights, proportional_class_weights, AllZero,
+};
 use zoo_models::models::{Mlp, MlpConfig};
 use zoo_models::Classifier;
 
@@ -138,7 +140,8 @@ fn toy_images(n: usize, flip_from: usize, rng: &mut StdRng) -> zoo_data::ImageDa
 /// plain task after them); after it, L2RW's weighting starts (parameters differ, weights logged).
 #[test]
 fn warmup_steps_are_plain_then_l2rw_starts() {
-    use zoo::l2rw::{Method, OptConfig, ReweightTask, TaskData};
+    use zoo::l2rw::Method;
+    use zoo::reweight::{OptConfig, ReweightTask, TaskData};
     use zoo::runner::{EpochTask, StepMonitor};
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(3);
@@ -159,46 +162,45 @@ fn warmup_steps_are_plain_then_l2rw_starts() {
         weight_decay: 5e-4,
         warmup_steps: 2,
     };
-    let params_after = |method: Method,
-                        rounds: usize|
-     -> (Vec<Vec<f32>>, Vec<zoo::runner::Metrics>) {
-        let model = Mlp::new(
-            MlpConfig::new(&[108, 8, 2]),
-            &mut StdRng::seed_from_u64(5),
-            &dev,
-        )
-        .unwrap();
-        let data = TaskData {
-            train: &train,
-            flagged: &flagged,
-            meta: &meta,
-            test: &test,
-            norm: zoo_data::Normalize::new(vec![0.5; 3], vec![0.25; 3]).unwrap(),
-            augment: zoo_data::Augment::None,
+    let params_after =
+        |method: Method, rounds: usize| -> (Vec<Vec<f32>>, Vec<zoo::runner::Metrics>) {
+            let model = Mlp::new(
+                MlpConfig::new(&[108, 8, 2]),
+                &mut StdRng::seed_from_u64(5),
+                &dev,
+            )
+            .unwrap();
+            let data = TaskData {
+                train: &train,
+                flagged: &flagged,
+                meta: &meta,
+                test: &test,
+                norm: zoo_data::Normalize::new(vec![0.5; 3], vec![0.25; 3]).unwrap(),
+                augment: zoo_data::Augment::None,
+            };
+            let rule = method.rule(AllZero::ZeroStep, &train.class_counts());
+            let mut task = ReweightTask::new(Box::new(model), rule, &opt, data, 7).unwrap();
+            let mut monitor = StepMonitor::detached(0, 0);
+            let mut metrics = Vec::new();
+            for r in 0..rounds {
+                let mut rng = StdRng::seed_from_u64(100 + r as u64);
+                metrics.push(task.train_epoch(r, &mut rng, &mut monitor).unwrap());
+            }
+            let p = task
+                .model()
+                .store()
+                .vars()
+                .values()
+                .map(|v| {
+                    v.as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
+                .collect();
+            (p, metrics)
         };
-        let mut task =
-            ReweightTask::new(Box::new(model), method, AllZero::ZeroStep, &opt, data, 7).unwrap();
-        let mut monitor = StepMonitor::detached(0, 0);
-        let mut metrics = Vec::new();
-        for r in 0..rounds {
-            let mut rng = StdRng::seed_from_u64(100 + r as u64);
-            metrics.push(task.train_epoch(r, &mut rng, &mut monitor).unwrap());
-        }
-        let p = task
-            .model()
-            .store()
-            .vars()
-            .values()
-            .map(|v| {
-                v.as_tensor()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            })
-            .collect();
-        (p, metrics)
-    };
     let (plain1, _) = params_after(Method::Plain, 1);
     let (l2rw1, m1) = params_after(Method::L2rw, 1);
     assert_eq!(plain1, l2rw1, "warm-up steps must be plain mean-CE steps");

@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zoo::mlnt::{
     consistency_kl, ema_update, mlnt_meta_gradient, nearest_neighbours, neighbour_label_transfer,
-    schedule_at, MlntConfig,
+    schedule_at, FastSteps, MlntConfig,
 };
 use zoo_models::loss::{self, Reduction};
 use zoo_models::meta::virtual_step;
@@ -243,8 +243,30 @@ fn mlnt_meta_gradient_matches_central_finite_differences() {
         candle_nn::ops::softmax(&randn(&mut rng, &[n, 4], 3.0), candle_core::D::Minus1).unwrap();
     let lr = 0.5;
     for steps in [1, 2] {
-        let g = mlnt_meta_gradient(&model, &theta, &x, &ys, &p, lr, steps, false).unwrap();
-        let fo = mlnt_meta_gradient(&model, &theta, &x, &ys, &p, lr, steps, true).unwrap();
+        let g = mlnt_meta_gradient(
+            &model,
+            &theta,
+            &x,
+            (&ys, &p),
+            FastSteps {
+                lr,
+                steps,
+                first_order: false,
+            },
+        )
+        .unwrap();
+        let fo = mlnt_meta_gradient(
+            &model,
+            &theta,
+            &x,
+            (&ys, &p),
+            FastSteps {
+                lr,
+                steps,
+                first_order: true,
+            },
+        )
+        .unwrap();
         let want_loss = meta_loss_value(&model, &theta, &x, &ys, &p, lr, steps);
         assert!((g.meta_loss - want_loss).abs() < 1e-12, "meta loss value");
         let h = 1e-5;
@@ -374,4 +396,24 @@ fn clothing1m_and_bad_flags_fail_before_any_work() {
             );
         }
     }
+}
+
+/// The cpu preset promises MWN's split, seeds and schedule, so that CE here replays `mwn`'s CE
+/// and the two summaries can be read side by side.
+#[test]
+fn cpu_preset_matches_mwn_cpu_split_and_schedule() {
+    let (m, w) = (MlntConfig::cpu(), zoo::mwn::MwnConfig::cpu());
+    let (ms, ws) = (&m.cifar.settings[0], &w.noise.settings[0]);
+    assert_eq!(
+        (&ms.dataset, &ms.noise, &ms.net, ms.val_per_class),
+        (&ws.dataset, &ws.noise, &ws.net, ws.meta_per_class)
+    );
+    assert_eq!(m.seeds, w.seeds);
+    assert_eq!(
+        (m.cifar.train_limit, m.cifar.test_limit, m.cifar.augment),
+        (w.noise.train_limit, w.noise.test_limit, w.noise.augment)
+    );
+    let mut mwn_opt = w.noise.opt.clone();
+    mwn_opt.warmup_steps = 0; // only MWN's weighting waits; CE's schedule is the same
+    assert_eq!(m.cifar.opt, mwn_opt);
 }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use zoo::l2rw::StepRule;
 use zoo::mwn::{
     mwn_meta_gradient, normalise_vnet_weights, vnet_weights, MwnRule, MwnSettings, Normalise,
-    VnetOptim,
+    VnetOptim, Weighting,
 };
+use zoo::reweight::StepRule;
 use zoo_models::loss::{self, Reduction};
 use zoo_models::models::{Mlp, MlpConfig, VNet};
 use zoo_models::{Classifier, Ctx, ParamSet};
@@ -236,19 +236,13 @@ fn mwn_meta_gradient_matches_finite_differences() {
     let phi0: Vec<f64> = leaves.iter().flat_map(|t| v1(t)).collect();
     let mut results = Vec::new();
     for normalise in [Normalise::Sum, Normalise::Mean] {
-        let g = mwn_meta_gradient(
-            &model,
-            &theta,
-            &vnet,
-            &phi,
-            &leaves,
-            (&x, &y),
-            (&xm, &ym),
-            lr,
+        let w = Weighting {
+            vnet: &vnet,
+            phi: &phi,
+            leaves: &leaves,
             normalise,
-            None,
-        )
-        .unwrap();
+        };
+        let g = mwn_meta_gradient(&model, &theta, &w, (&x, &y), (&xm, &ym), lr, None).unwrap();
         let analytic: Vec<f64> = g.grads.iter().flat_map(v1).collect();
         let f = |flat: &[f64]| -> f64 {
             let mut off = 0;
@@ -307,7 +301,7 @@ fn mwn_meta_gradient_matches_finite_differences() {
 /// state (VNet + its optimiser) restores exactly into a fresh rule.
 #[test]
 fn mwn_rule_meta_step_and_state_round_trip() {
-    use zoo::l2rw::RuleStep;
+    use zoo::reweight::RuleStep;
     use zoo::runner::StepMonitor;
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(11);
@@ -361,7 +355,7 @@ fn mwn_rule_meta_step_and_state_round_trip() {
             }
         }
     }
-    let m = rule.take_metrics();
+    let m = rule.take_metrics(2);
     assert_eq!(m.get("meta_steps"), Some(1.0));
     assert!(m.get("meta_loss").unwrap().is_finite());
     let state = rule.state().unwrap();
