@@ -5,6 +5,8 @@
 //! double-backward mechanism under test. Tolerance: `|analytic − FD| ≤ 1e-6·max|FD| + 1e-9`
 //! elementwise (central differences with step 1e-5; truncation ~1e-10, rounding ~1e-11).
 //!
+//! Every check runs on both backends (`ops::Backend::Fast` and `Candle`, the ops a GPU runs).
+//!
 //! Needs `CANDLE_GRAD_DO_NOT_DETACH=1` (set by `.cargo/config.toml` for `cargo test`).
 
 use candle_core::{DType, Device, Result, Tensor, Var};
@@ -14,6 +16,7 @@ use std::collections::BTreeMap;
 use zoo_models::loss::{self, Reduction};
 use zoo_models::meta::{self, second_order_available};
 use zoo_models::models::{LeNet, LeNetConfig, ResNetCifar, ResNetCifarConfig, VNet};
+use zoo_models::ops::{with_backend, Backend};
 use zoo_models::{ops, Classifier, Ctx, ParamSet, ParamStore};
 
 const H: f64 = 1e-5;
@@ -57,7 +60,16 @@ fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Runs `f` with each backend's ops (the finite-difference checks hold on both: `Candle` is what
+/// a GPU runs).
+fn on_both_backends(f: impl Fn()) {
+    for b in Backend::ALL {
+        with_backend(b, &f);
+    }
+}
+
 fn assert_matches_fd(analytic: &[f64], numeric: &[f64], what: &str) {
+    let what = &format!("{what} [{} backend]", ops::backend());
     assert_eq!(analytic.len(), numeric.len(), "{what}");
     let scale = numeric.iter().fold(0f64, |m, x| m.max(x.abs()));
     assert!(
@@ -299,158 +311,167 @@ fn second_order_self_test_passes() {
 
 #[test]
 fn l2rw_on_mlp_matches_finite_differences() {
-    let mut rng = StdRng::seed_from_u64(1);
-    let (model, p) = mlp_problem(&mut rng);
-    // At ε = 0 (L2RW's point) and at generic weights, where θ' ≠ θ and curvature matters.
-    let zeros = vec![0.0; 6];
-    let generic: Vec<f64> = (0..6).map(|_| rng.random::<f64>()).collect();
-    for eps0 in [zeros.clone(), generic] {
-        let analytic = p.analytic(&model, &eps0);
-        let numeric = fd(&|e| p.meta_loss(&model, e), &eps0);
-        assert_matches_fd(&analytic, &numeric, "MLP dL/dε");
-    }
-    // l2rw_grad is the ε = 0 case, and its value is −(α/n)⟨∇L(θ), ∇ℓ_i(θ)⟩.
-    let g = meta::l2rw_grad(
-        &model,
-        &model.store().params(),
-        (&p.x, &p.y),
-        (&p.xm, &p.ym),
-        p.lr,
-        None,
-    )
-    .unwrap();
-    let via_l2rw = v1(&g.grads[0]);
-    assert_matches_fd(
-        &via_l2rw,
-        &fd(&|e| p.meta_loss(&model, e), &zeros),
-        "l2rw_grad",
-    );
-    let theta = model.store().params();
-    let flat_grad = |loss: Tensor| -> Vec<f64> {
-        let gs = loss.backward().unwrap();
-        theta
-            .iter()
-            .flat_map(|(_, t)| v1(gs.get(t).unwrap()))
-            .collect()
-    };
-    let zm = model.forward(&theta, &p.xm, &mut meta_ctx()).unwrap();
-    let g_meta = flat_grad(loss::cross_entropy(&zm, &p.ym, Reduction::Mean).unwrap());
-    for (i, &got) in via_l2rw.iter().enumerate() {
-        let xi = p.x.narrow(0, i, 1).unwrap();
-        let yi = p.y.narrow(0, i, 1).unwrap();
-        let zi = model.forward(&theta, &xi, &mut meta_ctx()).unwrap();
-        let gi = flat_grad(loss::cross_entropy(&zi, &yi, Reduction::Sum).unwrap());
-        let dot: f64 = g_meta.iter().zip(&gi).map(|(a, b)| a * b).sum();
-        let expected = -p.lr / 6.0 * dot;
-        assert!(
-            (got - expected).abs() < 1e-10 * (1.0 + expected.abs()),
-            "example {i}: {got} vs inner-product formula {expected}"
+    on_both_backends(|| {
+        let mut rng = StdRng::seed_from_u64(1);
+        let (model, p) = mlp_problem(&mut rng);
+        // At ε = 0 (L2RW's point) and at generic weights, where θ' ≠ θ and curvature matters.
+        let zeros = vec![0.0; 6];
+        let generic: Vec<f64> = (0..6).map(|_| rng.random::<f64>()).collect();
+        for eps0 in [zeros.clone(), generic] {
+            let analytic = p.analytic(&model, &eps0);
+            let numeric = fd(&|e| p.meta_loss(&model, e), &eps0);
+            assert_matches_fd(&analytic, &numeric, "MLP dL/dε");
+        }
+        // l2rw_grad is the ε = 0 case, and its value is −(α/n)⟨∇L(θ), ∇ℓ_i(θ)⟩.
+        let g = meta::l2rw_grad(
+            &model,
+            &model.store().params(),
+            (&p.x, &p.y),
+            (&p.xm, &p.ym),
+            p.lr,
+            None,
+        )
+        .unwrap();
+        let via_l2rw = v1(&g.grads[0]);
+        assert_matches_fd(
+            &via_l2rw,
+            &fd(&|e| p.meta_loss(&model, e), &zeros),
+            "l2rw_grad",
         );
-    }
-    // Ren et al.'s weights: clipped at zero and normalised.
-    let w = v1(&meta::l2rw_weights(&g.grads[0]).unwrap());
-    let total: f64 = w.iter().sum();
-    assert!(w.iter().all(|&x| x >= 0.0));
-    assert!((total - 1.0).abs() < 1e-12 || total == 0.0);
-    // Training losses and weights are reported.
-    assert_eq!(g.train_losses.dims(), &[6]);
-    assert_eq!(v1(&g.weights), vec![0.0; 6]);
+        let theta = model.store().params();
+        let flat_grad = |loss: Tensor| -> Vec<f64> {
+            let gs = loss.backward().unwrap();
+            theta
+                .iter()
+                .flat_map(|(_, t)| v1(gs.get(t).unwrap()))
+                .collect()
+        };
+        let zm = model.forward(&theta, &p.xm, &mut meta_ctx()).unwrap();
+        let g_meta = flat_grad(loss::cross_entropy(&zm, &p.ym, Reduction::Mean).unwrap());
+        for (i, &got) in via_l2rw.iter().enumerate() {
+            let xi = p.x.narrow(0, i, 1).unwrap();
+            let yi = p.y.narrow(0, i, 1).unwrap();
+            let zi = model.forward(&theta, &xi, &mut meta_ctx()).unwrap();
+            let gi = flat_grad(loss::cross_entropy(&zi, &yi, Reduction::Sum).unwrap());
+            let dot: f64 = g_meta.iter().zip(&gi).map(|(a, b)| a * b).sum();
+            let expected = -p.lr / 6.0 * dot;
+            assert!(
+                (got - expected).abs() < 1e-10 * (1.0 + expected.abs()),
+                "example {i}: {got} vs inner-product formula {expected}"
+            );
+        }
+        // Ren et al.'s weights: clipped at zero and normalised.
+        let w = v1(&meta::l2rw_weights(&g.grads[0]).unwrap());
+        let total: f64 = w.iter().sum();
+        assert!(w.iter().all(|&x| x >= 0.0));
+        assert!((total - 1.0).abs() < 1e-12 || total == 0.0);
+        // Training losses and weights are reported.
+        assert_eq!(g.train_losses.dims(), &[6]);
+        assert_eq!(v1(&g.weights), vec![0.0; 6]);
+    });
 }
 
 #[test]
 fn conv_bn_pool_matches_finite_differences() {
-    let mut rng = StdRng::seed_from_u64(2);
-    let model = TinyConvBn::new(&mut rng);
-    let p = Problem {
-        x: randn(&mut rng, &[5, 3, 8, 8], 1.5),
-        y: labels(&mut rng, 5, 3),
-        xm: randn(&mut rng, &[4, 3, 8, 8], 1.5),
-        ym: labels(&mut rng, 4, 3),
-        lr: 0.5,
-    };
-    let eps0: Vec<f64> = (0..5).map(|_| rng.random::<f64>()).collect();
-    let analytic = p.analytic(&model, &eps0);
-    let numeric = fd(&|e| p.meta_loss(&model, e), &eps0);
-    assert_matches_fd(&analytic, &numeric, "conv+BN+pool dL/dε");
+    on_both_backends(|| {
+        let mut rng = StdRng::seed_from_u64(2);
+        let model = TinyConvBn::new(&mut rng);
+        let p = Problem {
+            x: randn(&mut rng, &[5, 3, 8, 8], 1.5),
+            y: labels(&mut rng, 5, 3),
+            xm: randn(&mut rng, &[4, 3, 8, 8], 1.5),
+            ym: labels(&mut rng, 4, 3),
+            lr: 0.5,
+        };
+        let eps0: Vec<f64> = (0..5).map(|_| rng.random::<f64>()).collect();
+        let analytic = p.analytic(&model, &eps0);
+        let numeric = fd(&|e| p.meta_loss(&model, e), &eps0);
+        assert_matches_fd(&analytic, &numeric, "conv+BN+pool dL/dε");
+    });
 }
 
 /// Library models (f32 stores, run in f64 through a differentiable copy of the parameters).
 #[test]
 fn library_models_match_finite_differences() {
-    let mut rng = StdRng::seed_from_u64(8);
-    // ResNet-8: option-A shortcuts, BatchNorm, global average pooling.
-    let resnet = ResNetCifar::new(ResNetCifarConfig::new(8, 3), &mut rng, &Device::Cpu).unwrap();
-    // Ren et al.'s LeNet: 3×3 stride-2 SAME max pooling.
-    let lenet = LeNet::new(LeNetConfig::mnist(3), &mut rng, &Device::Cpu).unwrap();
-    let cases: [(&dyn Classifier, [usize; 3], &str); 2] = [
-        (&resnet, [3, 8, 8], "ResNet-8"),
-        (&lenet, [1, 28, 28], "LeNet"),
-    ];
-    for (model, [c, h, w], name) in cases {
-        let p = Problem {
-            x: randn(&mut rng, &[4, c, h, w], 1.5),
-            y: labels(&mut rng, 4, 3),
-            xm: randn(&mut rng, &[4, c, h, w], 1.5),
-            ym: labels(&mut rng, 4, 3),
-            lr: 0.5,
-        };
-        let eps0: Vec<f64> = (0..4).map(|_| rng.random::<f64>()).collect();
-        let analytic = p.analytic(model, &eps0);
-        let numeric = fd(&|e| p.meta_loss(model, e), &eps0);
-        assert_matches_fd(&analytic, &numeric, &format!("{name} dL/dε"));
-    }
+    on_both_backends(|| {
+        let mut rng = StdRng::seed_from_u64(8);
+        // ResNet-8: option-A shortcuts, BatchNorm, global average pooling.
+        let resnet =
+            ResNetCifar::new(ResNetCifarConfig::new(8, 3), &mut rng, &Device::Cpu).unwrap();
+        // Ren et al.'s LeNet: 3×3 stride-2 SAME max pooling.
+        let lenet = LeNet::new(LeNetConfig::mnist(3), &mut rng, &Device::Cpu).unwrap();
+        let cases: [(&dyn Classifier, [usize; 3], &str); 2] = [
+            (&resnet, [3, 8, 8], "ResNet-8"),
+            (&lenet, [1, 28, 28], "LeNet"),
+        ];
+        for (model, [c, h, w], name) in cases {
+            let p = Problem {
+                x: randn(&mut rng, &[4, c, h, w], 1.5),
+                y: labels(&mut rng, 4, 3),
+                xm: randn(&mut rng, &[4, c, h, w], 1.5),
+                ym: labels(&mut rng, 4, 3),
+                lr: 0.5,
+            };
+            let eps0: Vec<f64> = (0..4).map(|_| rng.random::<f64>()).collect();
+            let analytic = p.analytic(model, &eps0);
+            let numeric = fd(&|e| p.meta_loss(model, e), &eps0);
+            assert_matches_fd(&analytic, &numeric, &format!("{name} dL/dε"));
+        }
+    });
 }
 
 /// `mwn_grad` with the library's VNet equals the finite-difference-checked generic path with
 /// the same network written out by hand (f32 VNet, so f32 tolerance).
 #[test]
 fn mwn_grad_with_library_vnet() {
-    let mut rng = StdRng::seed_from_u64(9);
-    let (model, p) = mlp_problem(&mut rng);
-    let vnet = VNet::new(16, &mut rng, &Device::Cpu).unwrap();
-    let theta = model.store().params();
-    let g = meta::mwn_grad(
-        &model,
-        &theta,
-        &vnet,
-        (&p.x, &p.y),
-        (&p.xm, &p.ym),
-        p.lr,
-        None,
-    )
-    .unwrap();
-    let phi = vnet.store().params().to_dtype(DType::F64).unwrap();
-    let leaves: Vec<&Tensor> = vnet
-        .store()
-        .vars()
-        .values()
-        .map(|v| v.as_tensor())
-        .collect();
-    let reference = meta::classifier_meta_gradient(
-        &model,
-        &theta,
-        (&p.x, &p.y),
-        (&p.xm, &p.ym),
-        |l| vnet_forward(&phi, l),
-        &leaves,
-        p.lr,
-        None,
-    )
-    .unwrap();
-    assert_eq!(g.grads.len(), 4);
-    // The VNet's optimiser step from the meta-gradient.
-    let gs = meta::leaf_grad_store(&leaves, &g.grads).unwrap();
-    let mut opt = zoo_models::optim::Adam::new(0.0);
-    zoo_models::optim::Optimizer::step(&mut opt, vnet.store(), &gs, 1e-3).unwrap();
-    assert!(zoo_models::optim::Optimizer::last_skipped(&opt).is_empty());
-    for (a, b) in g.grads.iter().zip(&reference.grads) {
-        let (a, b) = (v1(a), v1(b));
-        let scale = b.iter().fold(0f64, |m, x| m.max(x.abs()));
-        assert!(scale > 1e-6);
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-4 * scale, "{a:?} vs {b:?}");
+    on_both_backends(|| {
+        let mut rng = StdRng::seed_from_u64(9);
+        let (model, p) = mlp_problem(&mut rng);
+        let vnet = VNet::new(16, &mut rng, &Device::Cpu).unwrap();
+        let theta = model.store().params();
+        let g = meta::mwn_grad(
+            &model,
+            &theta,
+            &vnet,
+            (&p.x, &p.y),
+            (&p.xm, &p.ym),
+            p.lr,
+            None,
+        )
+        .unwrap();
+        let phi = vnet.store().params().to_dtype(DType::F64).unwrap();
+        let leaves: Vec<&Tensor> = vnet
+            .store()
+            .vars()
+            .values()
+            .map(|v| v.as_tensor())
+            .collect();
+        let reference = meta::classifier_meta_gradient(
+            &model,
+            &theta,
+            (&p.x, &p.y),
+            (&p.xm, &p.ym),
+            |l| vnet_forward(&phi, l),
+            &leaves,
+            p.lr,
+            None,
+        )
+        .unwrap();
+        assert_eq!(g.grads.len(), 4);
+        // The VNet's optimiser step from the meta-gradient.
+        let gs = meta::leaf_grad_store(&leaves, &g.grads).unwrap();
+        let mut opt = zoo_models::optim::Adam::new(0.0);
+        zoo_models::optim::Optimizer::step(&mut opt, vnet.store(), &gs, 1e-3).unwrap();
+        assert!(zoo_models::optim::Optimizer::last_skipped(&opt).is_empty());
+        for (a, b) in g.grads.iter().zip(&reference.grads) {
+            let (a, b) = (v1(a), v1(b));
+            let scale = b.iter().fold(0f64, |m, x| m.max(x.abs()));
+            assert!(scale > 1e-6);
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= 1e-4 * scale, "{a:?} vs {b:?}");
+            }
         }
-    }
+    });
 }
 
 /// A 1-4-1 VNet `σ(W₂ relu(W₁ ℓ + b₁) + b₂)` from explicit parameter values.
@@ -471,60 +492,62 @@ fn vnet_forward(phi: &ParamSet, l: &Tensor) -> Result<Tensor> {
 
 #[test]
 fn vnet_meta_gradient_matches_finite_differences() {
-    let mut rng = StdRng::seed_from_u64(3);
-    let (model, p) = mlp_problem(&mut rng);
-    let mut vstore = ParamStore::new(&Device::Cpu);
-    vstore
-        .add_var("linear1.weight", randn(&mut rng, &[4, 1], 1.5))
+    on_both_backends(|| {
+        let mut rng = StdRng::seed_from_u64(3);
+        let (model, p) = mlp_problem(&mut rng);
+        let mut vstore = ParamStore::new(&Device::Cpu);
+        vstore
+            .add_var("linear1.weight", randn(&mut rng, &[4, 1], 1.5))
+            .unwrap();
+        vstore
+            .add_var("linear1.bias", randn(&mut rng, &[4], 0.5))
+            .unwrap();
+        vstore
+            .add_var("linear2.weight", randn(&mut rng, &[1, 4], 1.5))
+            .unwrap();
+        vstore
+            .add_var("linear2.bias", randn(&mut rng, &[1], 0.5))
+            .unwrap();
+        let phi = vstore.params();
+        let names: Vec<String> = phi.names().cloned().collect();
+        let leaves: Vec<&Tensor> = names.iter().map(|n| phi.get(n).unwrap()).collect();
+        let g = meta::classifier_meta_gradient(
+            &model,
+            &model.store().params(),
+            (&p.x, &p.y),
+            (&p.xm, &p.ym),
+            |l| vnet_forward(&phi, l),
+            &leaves,
+            p.lr,
+            None,
+        )
         .unwrap();
-    vstore
-        .add_var("linear1.bias", randn(&mut rng, &[4], 0.5))
-        .unwrap();
-    vstore
-        .add_var("linear2.weight", randn(&mut rng, &[1, 4], 1.5))
-        .unwrap();
-    vstore
-        .add_var("linear2.bias", randn(&mut rng, &[1], 0.5))
-        .unwrap();
-    let phi = vstore.params();
-    let names: Vec<String> = phi.names().cloned().collect();
-    let leaves: Vec<&Tensor> = names.iter().map(|n| phi.get(n).unwrap()).collect();
-    let g = meta::classifier_meta_gradient(
-        &model,
-        &model.store().params(),
-        (&p.x, &p.y),
-        (&p.xm, &p.ym),
-        |l| vnet_forward(&phi, l),
-        &leaves,
-        p.lr,
-        None,
-    )
-    .unwrap();
-    let analytic: Vec<f64> = g.grads.iter().flat_map(v1).collect();
+        let analytic: Vec<f64> = g.grads.iter().flat_map(v1).collect();
 
-    // Oracle: weights = VNet_φ(ℓ(θ)) with ℓ computed once (the VNet input is data), then the
-    // same first-order oracle as for ε.
-    let z = model
-        .forward(&model.store().params(), &p.x, &mut meta_ctx())
-        .unwrap();
-    let ell = loss::per_example_ce(&z, &p.y).unwrap().detach();
-    let shapes: Vec<Vec<usize>> = leaves.iter().map(|t| t.dims().to_vec()).collect();
-    let phi0: Vec<f64> = leaves.iter().flat_map(|t| v1(t)).collect();
-    let f = |flat: &[f64]| -> f64 {
-        let mut off = 0;
-        let mut set = BTreeMap::new();
-        for (n, sh) in names.iter().zip(&shapes) {
-            let k: usize = sh.iter().product();
-            let t =
-                Tensor::from_vec(flat[off..off + k].to_vec(), sh.as_slice(), &Device::Cpu).unwrap();
-            set.insert(n.clone(), t);
-            off += k;
-        }
-        let w = v1(&vnet_forward(&ParamSet::new(set), &ell).unwrap());
-        p.meta_loss(&model, &w)
-    };
-    assert_matches_fd(&analytic, &fd(&f, &phi0), "VNet dL/dφ");
-    assert!(v1(&g.weights).iter().all(|&w| w > 0.0 && w < 1.0));
+        // Oracle: weights = VNet_φ(ℓ(θ)) with ℓ computed once (the VNet input is data), then the
+        // same first-order oracle as for ε.
+        let z = model
+            .forward(&model.store().params(), &p.x, &mut meta_ctx())
+            .unwrap();
+        let ell = loss::per_example_ce(&z, &p.y).unwrap().detach();
+        let shapes: Vec<Vec<usize>> = leaves.iter().map(|t| t.dims().to_vec()).collect();
+        let phi0: Vec<f64> = leaves.iter().flat_map(|t| v1(t)).collect();
+        let f = |flat: &[f64]| -> f64 {
+            let mut off = 0;
+            let mut set = BTreeMap::new();
+            for (n, sh) in names.iter().zip(&shapes) {
+                let k: usize = sh.iter().product();
+                let t = Tensor::from_vec(flat[off..off + k].to_vec(), sh.as_slice(), &Device::Cpu)
+                    .unwrap();
+                set.insert(n.clone(), t);
+                off += k;
+            }
+            let w = v1(&vnet_forward(&ParamSet::new(set), &ell).unwrap());
+            p.meta_loss(&model, &w)
+        };
+        assert_matches_fd(&analytic, &fd(&f, &phi0), "VNet dL/dφ");
+        assert!(v1(&g.weights).iter().all(|&w| w > 0.0 && w < 1.0));
+    });
 }
 
 /// Two virtual steps on two different batches, meta loss on a third; gradient w.r.t. θ.
@@ -535,7 +558,7 @@ struct Unrolled {
 }
 
 impl Unrolled {
-    fn run(&self, model: &TinyMlp, first_order: bool) -> (Vec<f64>, Vec<String>) {
+    fn run(&self, model: &dyn Classifier, first_order: bool) -> (Vec<f64>, Vec<String>) {
         let theta = model.store().params();
         let g = meta::unrolled_meta_gradient(
             &theta,
@@ -560,7 +583,7 @@ impl Unrolled {
     }
 
     /// Oracle: `L(θ'_k(θ))` with each step's gradient from first-order autograd.
-    fn value(&self, model: &TinyMlp, theta: BTreeMap<String, Tensor>) -> f64 {
+    fn value(&self, model: &dyn Classifier, theta: BTreeMap<String, Tensor>) -> f64 {
         let mut th = theta;
         for (x, y) in &self.batches {
             th = sgd_values(&th, self.lr, &|p| {
@@ -577,67 +600,217 @@ impl Unrolled {
 
 #[test]
 fn unrolled_two_steps_matches_finite_differences_and_differs_from_first_order() {
-    let mut rng = StdRng::seed_from_u64(4);
-    let model = TinyMlp::new(&mut rng);
-    let u = Unrolled {
-        batches: (0..2)
-            .map(|_| (randn(&mut rng, &[6, 5], 1.5), labels(&mut rng, 6, 3)))
-            .collect(),
-        meta: (randn(&mut rng, &[4, 5], 1.5), labels(&mut rng, 4, 3)),
-        lr: 0.5,
-    };
-    let (exact, names) = u.run(&model, false);
-    let theta0: BTreeMap<String, Tensor> = model.store().params().detach().into_map();
-    assert_eq!(names, theta0.keys().cloned().collect::<Vec<_>>());
-    let shapes: Vec<Vec<usize>> = theta0.values().map(|t| t.dims().to_vec()).collect();
-    let flat0: Vec<f64> = theta0.values().flat_map(v1).collect();
-    let f = |flat: &[f64]| -> f64 {
-        let mut off = 0;
-        let mut th = BTreeMap::new();
-        for (n, sh) in names.iter().zip(&shapes) {
-            let k: usize = sh.iter().product();
-            let t =
-                Tensor::from_vec(flat[off..off + k].to_vec(), sh.as_slice(), &Device::Cpu).unwrap();
-            th.insert(n.clone(), t);
-            off += k;
-        }
-        u.value(&model, th)
-    };
-    let numeric = fd(&f, &flat0);
-    assert_matches_fd(&exact, &numeric, "unrolled k=2 dL/dθ");
+    on_both_backends(|| {
+        let mut rng = StdRng::seed_from_u64(4);
+        let model = TinyMlp::new(&mut rng);
+        let u = Unrolled {
+            batches: (0..2)
+                .map(|_| (randn(&mut rng, &[6, 5], 1.5), labels(&mut rng, 6, 3)))
+                .collect(),
+            meta: (randn(&mut rng, &[4, 5], 1.5), labels(&mut rng, 4, 3)),
+            lr: 0.5,
+        };
+        let (exact, names) = u.run(&model, false);
+        let theta0: BTreeMap<String, Tensor> = model.store().params().detach().into_map();
+        assert_eq!(names, theta0.keys().cloned().collect::<Vec<_>>());
+        let shapes: Vec<Vec<usize>> = theta0.values().map(|t| t.dims().to_vec()).collect();
+        let flat0: Vec<f64> = theta0.values().flat_map(v1).collect();
+        let f = |flat: &[f64]| -> f64 {
+            let mut off = 0;
+            let mut th = BTreeMap::new();
+            for (n, sh) in names.iter().zip(&shapes) {
+                let k: usize = sh.iter().product();
+                let t = Tensor::from_vec(flat[off..off + k].to_vec(), sh.as_slice(), &Device::Cpu)
+                    .unwrap();
+                th.insert(n.clone(), t);
+                off += k;
+            }
+            u.value(&model, th)
+        };
+        let numeric = fd(&f, &flat0);
+        assert_matches_fd(&exact, &numeric, "unrolled k=2 dL/dθ");
 
-    // The detachment guard: the first-order result (what silently detached gradients produce)
-    // must be far from the exact one, so the check above would fail under detachment.
-    let (first, _) = u.run(&model, true);
-    let d = rel_diff(&first, &exact);
-    assert!(
-        d > 0.05,
-        "first-order and exact meta-gradients differ by only {d:.3e}"
-    );
-    // And the first-order version is ∇L(θ'_k) (identity Jacobians).
-    let th2 = {
-        let mut th = theta0.clone();
-        for (x, y) in &u.batches {
-            th = sgd_values(&th, u.lr, &|p| {
-                let z = model.forward(p, x, &mut meta_ctx()).unwrap();
-                loss::cross_entropy(&z, y, Reduction::Mean).unwrap()
-            });
+        // The detachment guard: the first-order result (what silently detached gradients produce)
+        // must be far from the exact one, so the check above would fail under detachment.
+        let (first, _) = u.run(&model, true);
+        let d = rel_diff(&first, &exact);
+        assert!(
+            d > 0.05,
+            "first-order and exact meta-gradients differ by only {d:.3e}"
+        );
+        // And the first-order version is ∇L(θ'_k) (identity Jacobians).
+        let th2 = {
+            let mut th = theta0.clone();
+            for (x, y) in &u.batches {
+                th = sgd_values(&th, u.lr, &|p| {
+                    let z = model.forward(p, x, &mut meta_ctx()).unwrap();
+                    loss::cross_entropy(&z, y, Reduction::Mean).unwrap()
+                });
+            }
+            th
+        };
+        let (pv, vars) = fresh_vars(&th2);
+        let z = model.forward(&pv, &u.meta.0, &mut meta_ctx()).unwrap();
+        let gs = loss::cross_entropy(&z, &u.meta.1, Reduction::Mean)
+            .unwrap()
+            .backward()
+            .unwrap();
+        let direct: Vec<f64> = vars
+            .values()
+            .flat_map(|v| v1(gs.get(v.as_tensor()).unwrap()))
+            .collect();
+        for (a, b) in first.iter().zip(&direct) {
+            assert!((a - b).abs() < 1e-12, "first-order {a} vs ∇L(θ'_k) {b}");
         }
-        th
-    };
-    let (pv, vars) = fresh_vars(&th2);
-    let z = model.forward(&pv, &u.meta.0, &mut meta_ctx()).unwrap();
-    let gs = loss::cross_entropy(&z, &u.meta.1, Reduction::Mean)
-        .unwrap()
-        .backward()
+    });
+}
+
+/// Meta-Weight-Net's meta-gradient with respect to the VNet's parameters, through ResNet-8 with
+/// batch norm (batch statistics in the virtual step), against central differences over every
+/// parameter of the library's VNet (run in f64).
+#[test]
+fn mwn_vnet_through_resnet8_with_batch_norm_matches_finite_differences() {
+    on_both_backends(|| {
+        let mut rng = StdRng::seed_from_u64(22);
+        let model = ResNetCifar::new(ResNetCifarConfig::new(8, 3), &mut rng, &Device::Cpu).unwrap();
+        let p = Problem {
+            x: randn(&mut rng, &[4, 3, 8, 8], 1.5),
+            y: labels(&mut rng, 4, 3),
+            xm: randn(&mut rng, &[4, 3, 8, 8], 1.5),
+            ym: labels(&mut rng, 4, 3),
+            lr: 0.5,
+        };
+        let vnet = VNet::new(4, &mut rng, &Device::Cpu).unwrap();
+        let phi0_map = vnet
+            .store()
+            .params()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .detach()
+            .into_map();
+        let (phi, _vars) = fresh_vars(&phi0_map);
+        let names: Vec<String> = phi.names().cloned().collect();
+        let leaves: Vec<&Tensor> = names.iter().map(|n| phi.get(n).unwrap()).collect();
+        let weights = |phi: &ParamSet, l: &Tensor| -> Result<Tensor> {
+            vnet.forward(phi, &l.unsqueeze(1)?)?.squeeze(1)
+        };
+        let g = meta::classifier_meta_gradient(
+            &model,
+            &theta64(&model),
+            (&p.x, &p.y),
+            (&p.xm, &p.ym),
+            |l| weights(&phi, l),
+            &leaves,
+            p.lr,
+            None,
+        )
         .unwrap();
-    let direct: Vec<f64> = vars
-        .values()
-        .flat_map(|v| v1(gs.get(v.as_tensor()).unwrap()))
-        .collect();
-    for (a, b) in first.iter().zip(&direct) {
-        assert!((a - b).abs() < 1e-12, "first-order {a} vs ∇L(θ'_k) {b}");
-    }
+        let analytic: Vec<f64> = g.grads.iter().flat_map(v1).collect();
+        // Oracle: w = VNet_φ(ℓ(θ)) with ℓ computed once (data to the VNet), then the
+        // first-order oracle of the virtual step.
+        let z = model
+            .forward(&theta64(&model), &p.x, &mut meta_ctx())
+            .unwrap();
+        let ell = loss::per_example_ce(&z, &p.y).unwrap().detach();
+        let shapes: Vec<Vec<usize>> = leaves.iter().map(|t| t.dims().to_vec()).collect();
+        let phi0: Vec<f64> = leaves.iter().flat_map(|t| v1(t)).collect();
+        let f = |flat: &[f64]| -> f64 {
+            let mut off = 0;
+            let mut set = BTreeMap::new();
+            for (n, sh) in names.iter().zip(&shapes) {
+                let k: usize = sh.iter().product();
+                let t = Tensor::from_vec(flat[off..off + k].to_vec(), sh.as_slice(), &Device::Cpu)
+                    .unwrap();
+                set.insert(n.clone(), t);
+                off += k;
+            }
+            let w = v1(&weights(&ParamSet::new(set), &ell).unwrap());
+            p.meta_loss(&model, &w)
+        };
+        assert_matches_fd(&analytic, &fd(&f, &phi0), "MWN VNet through ResNet-8 dL/dφ");
+    });
+}
+
+/// MLNT's unrolled meta-gradient (two virtual steps, then the meta loss) through ResNet-8 with
+/// batch norm, against central differences along random unit directions of θ (θ has ~70k
+/// entries), and far from the first-order approximation.
+#[test]
+fn unrolled_steps_through_resnet8_with_batch_norm_match_finite_differences() {
+    on_both_backends(|| {
+        let mut rng = StdRng::seed_from_u64(21);
+        let model = ResNetCifar::new(ResNetCifarConfig::new(8, 3), &mut rng, &Device::Cpu).unwrap();
+        let u = Unrolled {
+            batches: (0..2)
+                .map(|_| (randn(&mut rng, &[4, 3, 8, 8], 1.5), labels(&mut rng, 4, 3)))
+                .collect(),
+            meta: (randn(&mut rng, &[4, 3, 8, 8], 1.5), labels(&mut rng, 4, 3)),
+            lr: 0.5,
+        };
+        let theta = theta64(&model);
+        let grads = |first_order: bool| {
+            meta::unrolled_meta_gradient(
+                &theta,
+                u.batches.len(),
+                u.lr,
+                first_order,
+                |j, q| {
+                    let (x, y) = &u.batches[j];
+                    loss::cross_entropy(&model.forward(q, x, &mut meta_ctx())?, y, Reduction::Mean)
+                },
+                |q| {
+                    let z = model.forward(q, &u.meta.0, &mut meta_ctx())?;
+                    loss::cross_entropy(&z, &u.meta.1, Reduction::Mean)
+                },
+                &[],
+            )
+            .unwrap()
+            .grads
+        };
+        let (exact, first) = (grads(false), grads(true));
+        let theta0: BTreeMap<String, Tensor> = theta.detach().into_map();
+        let (mut along_exact, mut along_first, mut numeric) = (vec![], vec![], vec![]);
+        for _ in 0..3 {
+            let mut dir: BTreeMap<String, Tensor> = theta0
+                .iter()
+                .map(|(n, t)| (n.clone(), randn(&mut rng, t.dims(), 1.0)))
+                .collect();
+            let norm: f64 = dir.values().flat_map(v1).map(|x| x * x).sum::<f64>().sqrt();
+            for t in dir.values_mut() {
+                *t = (&*t / norm).unwrap();
+            }
+            let dot = |g: &BTreeMap<String, Tensor>| -> f64 {
+                g.iter()
+                    .map(|(n, gt)| {
+                        v1(gt)
+                            .iter()
+                            .zip(v1(&dir[n]))
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                    })
+                    .sum()
+            };
+            along_exact.push(dot(&exact));
+            along_first.push(dot(&first));
+            let at = |h: f64| -> f64 {
+                let th = theta0
+                    .iter()
+                    .map(|(n, t)| (n.clone(), (t + (&dir[n] * h).unwrap()).unwrap()))
+                    .collect();
+                u.value(&model, th)
+            };
+            numeric.push((at(H) - at(-H)) / (2.0 * H));
+        }
+        assert_matches_fd(
+            &along_exact,
+            &numeric,
+            "ResNet-8 unrolled k=2, directional dL/dθ",
+        );
+        let d = rel_diff(&along_first, &along_exact);
+        assert!(
+            d > 0.01,
+            "first-order and exact differ by only {d:.3e} along the directions"
+        );
+    });
 }
 
 #[test]
