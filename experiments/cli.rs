@@ -4,6 +4,10 @@
 //! paper/cpu/smoke values, per-field `Option<T>` clap flags override them through
 //! [`apply_overrides!`](crate::apply_overrides), and `validate` rejects bad values before
 //! [`Experiment::setup`](crate::Experiment::setup) writes anything or starts any work.
+//!
+//! The flags every binary shares are applied in one place, `Experiment::setup`, through the
+//! config's [`ExperimentConfig`] hooks: the preset's seeds unless `--seeds`, `--jobs`, `--steps`
+//! and `--set`, in that order.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -68,6 +72,13 @@ fn parse_threads(s: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a positive integer, got {s:?}")),
+    }
+}
+
 /// A validated list of seeds (clap value type for `--seeds`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeedList(pub Vec<u64>);
@@ -78,9 +89,10 @@ pub struct CommonArgs {
     /// Experiment size: the paper's setting, a CPU-sized reduction, or a seconds-long smoke run.
     #[arg(long, value_enum, default_value_t = Preset::Cpu)]
     pub preset: Preset,
-    /// Comma-separated seeds; each gives one full run, reported as mean ± std.
-    #[arg(long, value_parser = parse_seed_list, default_value = "0")]
-    pub seeds: SeedList,
+    /// Comma-separated seeds; each gives one full run, reported as mean ± std [default: the
+    /// preset's].
+    #[arg(long, value_parser = parse_seed_list)]
+    pub seeds: Option<SeedList>,
     /// Run on the CPU even if a CUDA or Metal device is available.
     #[arg(long)]
     pub cpu: bool,
@@ -106,6 +118,36 @@ pub struct CommonArgs {
     #[arg(long = "set", value_name = "PATH=VALUE", value_parser = parse_setting)]
     #[serde(default)]
     pub set: Vec<Setting>,
+    /// Training runs executed side by side on their own threads, for experiments made of many
+    /// runs (numbers unchanged; per-step times then include the contention). 2 suits a 2-core
+    /// CPU, where much of a step is serial.
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    #[serde(default)]
+    pub jobs: Option<usize>,
+    /// Training steps, for step-based experiments: the learning-rate milestones are scaled with
+    /// them (evaluation rounds too, when the steps no longer divide into the preset's rounds).
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    #[serde(default)]
+    pub steps: Option<usize>,
+}
+
+/// Top-level config fields `--set` may not change: each has its own flag, whose value would
+/// otherwise disagree with the field (a smoke run labelled `cpu`, seeds that are not the ones run).
+const FLAG_FIELDS: &[(&str, &str)] = &[
+    ("preset", "the preset is chosen with --preset only"),
+    ("seeds", "the seeds are chosen with --seeds"),
+    ("jobs", "use --jobs"),
+];
+
+/// Rejects `--set` on a field that has its own flag (see `FLAG_FIELDS`).
+pub fn check_settings(settings: &[Setting]) -> Result<()> {
+    for st in settings {
+        let top = st.path.split('.').next().unwrap_or_default();
+        if let Some((_, why)) = FLAG_FIELDS.iter().find(|(f, _)| *f == top) {
+            bail!("--set {}: not settable with --set: {why}", st.path);
+        }
+    }
+    Ok(())
 }
 
 /// One `--set PATH=VALUE` override: a dotted path into the config's JSON form and a value.
@@ -134,7 +176,8 @@ fn parse_setting(s: &str) -> Result<Setting, String> {
 }
 
 /// Applies `--set` overrides to a config through its JSON form. Every path must name an existing
-/// field (a typo is an error, not a silently ignored flag) and the result must deserialise.
+/// field (a typo is an error, not a silently ignored flag) and the result must deserialise; an
+/// ill-typed value is reported with the path of the first `--set` that breaks it.
 pub fn apply_settings<C: Serialize + DeserializeOwned>(
     config: C,
     settings: &[Setting],
@@ -143,36 +186,58 @@ pub fn apply_settings<C: Serialize + DeserializeOwned>(
         return Ok(config);
     }
     let mut v = serde_json::to_value(&config)?;
-    for st in settings {
-        let mut node = &mut v;
-        for key in st.path.split('.') {
-            node = match node {
-                serde_json::Value::Object(m) => {
-                    if !m.contains_key(key) {
-                        let known: Vec<&String> = m.keys().collect();
-                        bail!(
-                            "--set {}: no field {key:?} here (fields: {known:?})",
-                            st.path
-                        )
-                    }
-                    m.get_mut(key).expect("checked above")
-                }
-                serde_json::Value::Array(a) => {
-                    let i: usize = key.parse().map_err(|_| {
-                        anyhow::anyhow!("--set {}: {key:?} indexes a list: use a number", st.path)
-                    })?;
-                    let len = a.len();
-                    match a.get_mut(i) {
-                        Some(n) => n,
-                        None => bail!("--set {}: index {i} out of range (length {len})", st.path),
-                    }
-                }
-                _ => bail!("--set {}: {key:?} goes below a plain value", st.path),
-            };
+    for (i, st) in settings.iter().enumerate() {
+        set_one(&mut v, st)?;
+        if let Err(e) = serde_json::from_value::<C>(v.clone()) {
+            // A later --set may complete this one (e.g. an enum's tag, then its fields): only the
+            // whole list decides, but the first breaking path is the one to name.
+            if serde_json::from_value::<C>(applied(&v, &settings[i + 1..])?).is_err() {
+                bail!("--set {}={}: {e}", st.path, st.value);
+            }
         }
-        *node = st.value.clone();
     }
     serde_json::from_value(v).map_err(|e| anyhow::anyhow!("--set: {e}"))
+}
+
+/// `v` with `settings` applied (paths checked, types not).
+fn applied(v: &serde_json::Value, settings: &[Setting]) -> Result<serde_json::Value> {
+    let mut v = v.clone();
+    for st in settings {
+        set_one(&mut v, st)?;
+    }
+    Ok(v)
+}
+
+/// Puts one setting's value at its path in `v`; the path must exist.
+fn set_one(v: &mut serde_json::Value, st: &Setting) -> Result<()> {
+    let mut node = v;
+    for key in st.path.split('.') {
+        node = match node {
+            serde_json::Value::Object(m) => {
+                if !m.contains_key(key) {
+                    let known: Vec<&String> = m.keys().collect();
+                    bail!(
+                        "--set {}: no field {key:?} here (fields: {known:?})",
+                        st.path
+                    )
+                }
+                m.get_mut(key).expect("checked above")
+            }
+            serde_json::Value::Array(a) => {
+                let i: usize = key.parse().map_err(|_| {
+                    anyhow::anyhow!("--set {}: {key:?} indexes a list: use a number", st.path)
+                })?;
+                let len = a.len();
+                match a.get_mut(i) {
+                    Some(n) => n,
+                    None => bail!("--set {}: index {i} out of range (length {len})", st.path),
+                }
+            }
+            _ => bail!("--set {}: {key:?} goes below a plain value", st.path),
+        };
+    }
+    *node = st.value.clone();
+    Ok(())
 }
 
 impl CommonArgs {
@@ -180,7 +245,7 @@ impl CommonArgs {
     pub fn for_preset(preset: Preset) -> Self {
         Self {
             preset,
-            seeds: SeedList(vec![0]),
+            seeds: None,
             cpu: true,
             out: None,
             resume: false,
@@ -188,12 +253,15 @@ impl CommonArgs {
             hf_home: None,
             threads: None,
             set: Vec::new(),
+            jobs: None,
+            steps: None,
         }
     }
 
-    /// The seeds to run, in order.
+    /// The seeds to run, in order: `--seeds`, or after [`Experiment::setup`](crate::Experiment::setup)
+    /// the preset's; seed 0 before that.
     pub fn seeds(&self) -> &[u64] {
-        &self.seeds.0
+        self.seeds.as_ref().map_or(&[0], |s| &s.0)
     }
 
     /// Output directory: `--out`, else `results/<binary>/<preset>` relative to the working
@@ -216,7 +284,7 @@ impl CommonArgs {
 
     /// Checks the values clap cannot (directories exist, seeds non-empty).
     pub fn validate(&self) -> Result<()> {
-        if self.seeds.0.is_empty() {
+        if self.seeds.as_ref().is_some_and(|s| s.0.is_empty()) {
             bail!("--seeds: give at least one seed");
         }
         if let Some(d) = &self.data_dir {
@@ -241,7 +309,9 @@ impl CommonArgs {
     }
 }
 
-/// A binary's experiment configuration: presets plus validation.
+/// A binary's experiment configuration: presets plus validation, and the hooks through which
+/// [`Experiment::setup`](crate::Experiment::setup) applies the shared flags (each with a default
+/// for configs without the matching field).
 ///
 /// The resolved value (after overrides) is written to `config.json`, and `--resume` refuses to
 /// continue a run whose saved config differs.
@@ -250,6 +320,48 @@ pub trait ExperimentConfig: Serialize + DeserializeOwned + Clone + fmt::Debug {
     fn preset(preset: Preset) -> Self;
     /// Rejects invalid values with a message naming the field (called before any work).
     fn validate(&self) -> Result<()>;
+    /// The seeds run when `--seeds` is not given (the preset's).
+    fn default_seeds(&self) -> Vec<u64> {
+        vec![0]
+    }
+    /// Records the seeds that will run, in a config that keeps them in `config.json`.
+    fn set_seeds(&mut self, _seeds: &[u64]) {}
+    /// `--jobs N`; an error for experiments that do not run trainings side by side.
+    fn set_jobs(&mut self, _jobs: usize) -> Result<()> {
+        bail!("this experiment does not train runs side by side")
+    }
+    /// `--steps N`: the training length with its schedule scaled (see [`rescale_schedule`]); an
+    /// error for experiments that count epochs, or several step budgets (their own flags).
+    fn rescale_steps(&mut self, _steps: usize) -> Result<()> {
+        bail!("this experiment has no single step budget (see --help for its own flags)")
+    }
+    /// The data it reads, checked before any training.
+    fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
+        Vec::new()
+    }
+}
+
+/// `--steps N` on a step-indexed schedule trained in rounds: milestones scale with the steps
+/// (rounded down, repeats dropped), the rounds fall back to one when they no longer divide the
+/// steps, and evaluation every `eval_every_rounds` is clamped to the rounds (the last round is
+/// always evaluated).
+pub fn rescale_schedule(
+    steps: &mut usize,
+    rounds: &mut usize,
+    eval_every_rounds: &mut usize,
+    milestones: &mut Vec<usize>,
+    new_steps: usize,
+) {
+    let old = (*steps).max(1);
+    *milestones = milestones.iter().map(|&m| m * new_steps / old).collect();
+    milestones.dedup();
+    if new_steps == 0 || !new_steps.is_multiple_of(*rounds) {
+        *rounds = 1;
+    }
+    if *eval_every_rounds > *rounds {
+        *eval_every_rounds = (*rounds).max(1);
+    }
+    *steps = new_steps;
 }
 
 /// Apply `Option<T>` override flags to config fields of the same name:
@@ -343,6 +455,48 @@ mod tests {
     }
 
     #[test]
+    fn an_ill_typed_value_names_its_path() {
+        let e = set(&["opt.lr=0.05", "augment=maybe"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--set augment=") && e.contains("boolean"), "{e}");
+        let e = set(&["opt.milestones=\"soon\"", "limit=3"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--set opt.milestones="), "{e}");
+    }
+
+    #[test]
+    fn fields_with_their_own_flag_are_not_settable() {
+        for (path, flag) in [
+            ("preset=cpu", "--preset"),
+            ("seeds=[0,1]", "--seeds"),
+            ("jobs=2", "--jobs"),
+        ] {
+            let s = vec![parse_setting(path).unwrap()];
+            let e = check_settings(&s).unwrap_err().to_string();
+            assert!(e.contains(flag), "{path}: {e}");
+        }
+        assert!(check_settings(&[parse_setting("opt.lr=0.1").unwrap()]).is_ok());
+        assert!(check_settings(&[parse_setting("cifar.preset=1").unwrap()]).is_ok());
+    }
+
+    #[test]
+    fn steps_rescale_milestones_rounds_and_the_evaluation_interval() {
+        let (mut steps, mut rounds, mut every, mut ms) = (1200, 12, 4, vec![600, 900]);
+        rescale_schedule(&mut steps, &mut rounds, &mut every, &mut ms, 600);
+        assert_eq!(
+            (steps, rounds, every, ms.clone()),
+            (600, 12, 4, vec![300, 450])
+        );
+        rescale_schedule(&mut steps, &mut rounds, &mut every, &mut ms, 7);
+        assert_eq!((steps, rounds, every, ms), (7, 1, 1, vec![3, 5]));
+        let (mut steps, mut rounds, mut every, mut ms) = (10, 2, 1, vec![4, 5]);
+        rescale_schedule(&mut steps, &mut rounds, &mut every, &mut ms, 2);
+        assert_eq!((steps, rounds, every, ms), (2, 2, 1, vec![0, 1]));
+    }
+
+    #[test]
     fn dedup_keeps_first_occurrences_in_order() {
         assert_eq!(dedup(&[3, 1, 3, 2, 1]), vec![3, 1, 2]);
         assert!(dedup::<u8>(&[]).is_empty());
@@ -373,6 +527,7 @@ mod tests {
         .unwrap();
         assert_eq!(t.common.preset, Preset::Smoke);
         assert_eq!(t.common.seeds(), &[3, 1, 2]);
+        assert_eq!(T::try_parse_from(["x"]).unwrap().common.seeds, None);
         assert_eq!(t.common.threads, Some(2));
         assert_eq!(
             t.common.out_dir("distill"),
@@ -397,6 +552,8 @@ mod tests {
             vec!["x", "--seeds", "-1"],
             vec!["x", "--preset", "huge"],
             vec!["x", "--threads", "0"],
+            vec!["x", "--jobs", "0"],
+            vec!["x", "--steps", "0"],
         ] {
             assert!(T::try_parse_from(&bad).is_err(), "{bad:?} accepted");
         }

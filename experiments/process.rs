@@ -1,16 +1,12 @@
-//! Process start-up (environment, logging, second-order self-test), device choice, and the
-//! validated experiment set-up every binary goes through.
+//! Process start-up (environment, logging, second-order self-test) and device choice. The
+//! validated experiment set-up every binary goes through is in [`crate::experiment`].
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
-use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{Device, Var};
 use indicatif::MultiProgress;
-
-use crate::cli::{CommonArgs, ExperimentConfig};
-use crate::results::ResultsDir;
 
 /// Pick the device: CUDA if compiled in and present, else Metal if compiled in and present, else
 /// the CPU. `cpu = true` (the `--cpu` flag) forces the CPU. As in candle-examples.
@@ -80,7 +76,7 @@ fn peek_flag(args: &[String], flag: &str) -> Option<String> {
 ///    `RAYON_NUM_THREADS` (candle's pools follow it) and `HF_HOME`: thread pools are sized once,
 ///    at first use, so this cannot wait for clap. (clap still parses and validates the flags.)
 /// 3. Installs the tracing subscriber (`RUST_LOG`, default `info`) writing to stderr without
-///    tearing progress bars.
+///    tearing progress bars, in colour only when stderr is a terminal.
 /// 4. Runs [`second_order_self_test`]; on failure prints the reason and exits with status 2, since
 ///    training on would produce wrong numbers without any error.
 pub fn init_process() {
@@ -114,6 +110,8 @@ pub fn init_process() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| SuspendingStderr)
+        // Colour only on a terminal: logs redirected to a file must be plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
     if let Err(e) = second_order_self_test() {
@@ -151,110 +149,6 @@ pub fn second_order_self_test() -> Result<()> {
     Ok(())
 }
 
-/// A validated experiment: resolved config, its results directory (with `config.json` written),
-/// the device and the common flags. Built by [`Experiment::setup`].
-#[derive(Debug)]
-pub struct Experiment<C> {
-    /// Binary name (`results/<binary>/…`, the table's title in the report).
-    pub binary: String,
-    /// The resolved configuration (preset + overrides), as saved in `config.json`.
-    pub config: C,
-    /// The common flags.
-    pub common: CommonArgs,
-    /// `results/<binary>/<preset>/` (or `--out`).
-    pub results: ResultsDir,
-    /// Where tensors live.
-    pub device: Device,
-    /// Start of the experiment, for the summary's wall time.
-    pub started: Instant,
-}
-
-/// Whether `new` is `saved` with more seeds: equal but for a top-level `seeds` list that
-/// contains every saved seed. `--resume` then adds the new seeds to a finished run.
-fn adds_seeds(saved: &serde_json::Value, new: &serde_json::Value) -> bool {
-    let (Some(s), Some(n)) = (saved.as_object(), new.as_object()) else {
-        return false;
-    };
-    let (Some(ss), Some(ns)) = (
-        s.get("seeds").and_then(|v| v.as_array()),
-        n.get("seeds").and_then(|v| v.as_array()),
-    ) else {
-        return false;
-    };
-    let (mut s, mut n) = (s.clone(), n.clone());
-    s.remove("seeds");
-    n.remove("seeds");
-    ss.iter().all(|x| ns.contains(x)) && s == n
-}
-
-/// A saved `config.json` read through today's config type and written back: fields added
-/// since it was saved (with their serde defaults) read as those defaults, so `--resume` of an
-/// older run compares like with like. Left as it is if it no longer parses.
-fn with_current_defaults<C: ExperimentConfig>(raw: serde_json::Value) -> serde_json::Value {
-    serde_json::from_value::<C>(raw.clone())
-        .ok()
-        .and_then(|c| serde_json::to_value(&c).ok())
-        .unwrap_or(raw)
-}
-
-impl<C: ExperimentConfig> Experiment<C> {
-    /// Validate everything, then create the results directory and write `config.json`.
-    ///
-    /// Order matters: the config and the flags are checked before a directory or file is created,
-    /// so an invalid run leaves nothing behind. With `--resume` the saved `config.json` must equal
-    /// the resolved config (a resumed run with other settings would mix two experiments).
-    pub fn setup(binary: &str, common: &CommonArgs, config: C) -> Result<Self> {
-        let config = crate::cli::apply_settings(config, &common.set)?;
-        config.validate().with_context(|| {
-            format!(
-                "invalid configuration for {binary} --preset {}",
-                common.preset
-            )
-        })?;
-        common.validate()?;
-        let device = device(common.cpu)?;
-        let results = ResultsDir::create(common.out_dir(binary))?;
-        let value = serde_json::to_value(&config)?;
-        let existing = results.path("config.json");
-        if common.resume && existing.exists() {
-            let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(&existing)?)
-                .with_context(|| format!("reading {}", existing.display()))?;
-            let saved = with_current_defaults::<C>(raw);
-            if saved != value {
-                ensure!(
-                    adds_seeds(&saved, &value),
-                    "--resume: the configuration differs from the one saved in {}; rerun with the \
-                     same flags, or without --resume to start over",
-                    existing.display()
-                );
-                tracing::info!(
-                    "--resume: adding seeds to the run saved in {} (its seeds resume from their \
-                     checkpoints)",
-                    existing.display()
-                );
-                results.write_json("config.json", &value)?;
-            }
-        } else {
-            results.write_json("config.json", &value)?;
-        }
-        tracing::info!(
-            "{binary} --preset {} seeds {:?} on {:?} -> {}",
-            common.preset,
-            common.seeds(),
-            device,
-            results.root().display()
-        );
-        Ok(Self {
-            binary: binary.to_string(),
-            config,
-            common: common.clone(),
-            results,
-            device,
-            started: Instant::now(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,53 +161,6 @@ mod tests {
         assert_eq!(peek_flag(&a, "--threads").as_deref(), Some("3"));
         assert_eq!(peek_flag(&a, "--hf-home").as_deref(), Some("/x"));
         assert_eq!(peek_flag(&a, "--cpu"), None);
-    }
-
-    /// A run saved before a field with a serde default existed resumes (the field reads as
-    /// its default); one whose saved value would differ from today's does not.
-    #[test]
-    fn resume_reads_fields_added_since_as_their_defaults() {
-        use crate::mlnt::MlntConfig;
-        let now = MlntConfig::cpu();
-        let mut old = serde_json::to_value(&now).unwrap();
-        old["mlnt"]
-            .as_object_mut()
-            .unwrap()
-            .remove("ce_second_round");
-        old.as_object_mut().unwrap().remove("jobs");
-        assert_ne!(old, serde_json::to_value(&now).unwrap());
-        assert_eq!(
-            with_current_defaults::<MlntConfig>(old.clone()),
-            serde_json::to_value(&now).unwrap()
-        );
-        let mut ablation = now.clone();
-        ablation.mlnt.ce_second_round = true;
-        assert_ne!(
-            with_current_defaults::<MlntConfig>(old),
-            serde_json::to_value(&ablation).unwrap()
-        );
-    }
-
-    #[test]
-    fn resume_may_add_seeds_only() {
-        let saved = serde_json::json!({"seeds": [0], "lr": 0.1});
-        assert!(adds_seeds(
-            &saved,
-            &serde_json::json!({"seeds": [0, 1], "lr": 0.1})
-        ));
-        assert!(!adds_seeds(
-            &saved,
-            &serde_json::json!({"seeds": [1], "lr": 0.1})
-        ));
-        assert!(!adds_seeds(
-            &saved,
-            &serde_json::json!({"seeds": [0, 1], "lr": 0.2})
-        ));
-        assert!(!adds_seeds(&saved, &serde_json::json!({"seeds": [0, 1]})));
-        assert!(!adds_seeds(
-            &serde_json::json!({"lr": 0.1}),
-            &serde_json::json!({"lr": 0.1})
-        ));
     }
 
     #[test]

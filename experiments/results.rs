@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::ExperimentConfig;
+use crate::identity::ConfigIdentity;
 use crate::runner::RunOutcome;
 use crate::stats;
 use crate::Experiment;
@@ -39,9 +40,21 @@ fn temp_path(target: &Path) -> Result<PathBuf> {
 
 /// Create `path` atomically: `write` fills a temporary file in the same directory, which is then
 /// renamed over `path`. On error the temporary file is removed and `path` is left untouched.
+///
+/// The file gets the mode of a newly created file (`0666` less the umask, `0644` usually), also
+/// when `write` replaces the temporary file with its own: safetensors writes through a `0600`
+/// temporary file, which made checkpoints unreadable to the group while every other file was not.
 pub fn atomic_write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = temp_path(path)?;
-    let result = write(&tmp)
+    let result = std::fs::File::create(&tmp)
+        .and_then(|f| f.metadata())
+        .map(|m| m.permissions())
+        .map_err(anyhow::Error::from)
+        .and_then(|mode| {
+            write(&tmp)?;
+            std::fs::set_permissions(&tmp, mode)?;
+            Ok(())
+        })
         .and_then(|()| {
             // Make the data durable before the rename makes it visible.
             std::fs::File::open(&tmp)?.sync_all()?;
@@ -77,6 +90,9 @@ pub fn atomic_write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Resul
 #[derive(Debug, Clone)]
 pub struct ResultsDir {
     root: PathBuf,
+    /// The configuration the runs here train under, stamped on every checkpoint (set by
+    /// [`Experiment::setup`]; `None` for a bare directory, whose checkpoints carry no stamp).
+    identity: Option<std::sync::Arc<ConfigIdentity>>,
 }
 
 impl ResultsDir {
@@ -85,7 +101,21 @@ impl ResultsDir {
         let root = root.into();
         std::fs::create_dir_all(&root)
             .with_context(|| format!("creating results directory {}", root.display()))?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            identity: None,
+        })
+    }
+
+    /// This directory, with the configuration its runs train under.
+    pub fn with_identity(mut self, identity: ConfigIdentity) -> Self {
+        self.identity = Some(std::sync::Arc::new(identity));
+        self
+    }
+
+    /// The configuration the runs here train under, if known.
+    pub fn identity(&self) -> Option<&ConfigIdentity> {
+        self.identity.as_deref()
     }
 
     /// The directory.

@@ -18,12 +18,15 @@
 //! **Checkpoints** live in `seed_<s>/checkpoint/`: `epoch_NNNN.safetensors` (the task's tensors),
 //! `epoch_NNNN.json` (epoch, global step, history, the task's JSON state) and `latest.json`, a
 //! pointer rewritten atomically last: a crash at any moment leaves either the old or the new
-//! checkpoint complete. Without `--resume` a seed's old checkpoint and log are discarded.
+//! checkpoint complete. Without `--resume` a seed's old checkpoint and log are discarded. Each
+//! checkpoint is stamped with the configuration it was trained under ([`crate::identity`]), and
+//! `--resume` refuses one stamped with another, naming the fields that differ.
 //!
 //! **NaN guard.** [`StepMonitor::step`] fails on a non-finite loss with a [`NonFinite`] error
 //! giving the global step; the runner then stops without checkpointing, so the last good
 //! checkpoint (the previous epoch's) is kept. Weights are also checked for finiteness before each
-//! checkpoint is written.
+//! checkpoint is written. An evaluation that finds non-finite logits is reported the same way
+//! (step, seed, run and the checkpoint kept).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -38,6 +41,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::ExperimentConfig;
+use crate::identity::ConfigIdentity;
 use crate::plot::Series;
 use crate::results::{atomic_write, atomic_write_json, atomic_write_with, ResultsDir};
 use crate::Experiment;
@@ -120,15 +124,31 @@ pub struct NonFinite {
     pub value: f64,
     /// The last good checkpoint (completed epochs), if any was written.
     pub kept_checkpoint: Option<(usize, PathBuf)>,
+    /// The sub-run (method, setting) of the seed, as its runner's label; empty for none.
+    pub run: String,
+    /// Found by the evaluation after the step (the value itself is not known: `value` is NaN).
+    pub in_evaluation: bool,
 }
 
 impl std::fmt::Display for NonFinite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let run = if self.run.is_empty() {
+            String::new()
+        } else {
+            format!(", run {}", self.run)
+        };
+        if self.in_evaluation {
+            write!(f, "non-finite {} after global step", self.what)?;
+        } else {
+            write!(
+                f,
+                "non-finite {} = {} at global step",
+                self.what, self.value
+            )?;
+        }
         write!(
             f,
-            "non-finite {} = {} at global step {} (seed {}, epoch {}); training stopped",
-            self.what,
-            self.value,
+            " {} (seed {}{run}, epoch {}); training stopped",
             self.step,
             self.seed,
             self.epoch + 1
@@ -202,6 +222,8 @@ impl StepMonitor {
             what: what.to_string(),
             value,
             kept_checkpoint: None,
+            run: String::new(),
+            in_evaluation: false,
         }
         .into())
     }
@@ -418,6 +440,13 @@ struct CheckpointMeta {
     time_s: f64,
     history: Vec<EpochRecord>,
     task: serde_json::Value,
+    /// Fingerprint of the configuration trained under (absent in checkpoints of older code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    config_hash: Option<String>,
+    /// That configuration (without the fields that may differ between invocations), so that a
+    /// mismatch can name the fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    config: Option<serde_json::Value>,
 }
 
 /// Runs an [`EpochTask`] for each seed. Build with [`Runner::new`] (from an experiment) or
@@ -509,7 +538,9 @@ impl Runner {
         let mut time_s = 0.0;
         let mut start_epoch = 0;
         if self.resume {
-            if let Some(meta) = load_checkpoint(&ckpt_dir, task)? {
+            let stamp = self.results.identity();
+            let what = format!("seed {seed}{}", self.label_suffix());
+            if let Some(meta) = load_checkpoint(&ckpt_dir, task, stamp, &what)? {
                 if meta.seed != seed {
                     bail!(
                         "checkpoint in {} is for seed {}, not {seed}",
@@ -560,6 +591,7 @@ impl Runner {
                 match e.downcast::<NonFinite>() {
                     Ok(mut nf) => {
                         nf.kept_checkpoint = kept.clone();
+                        nf.run = self.label.clone();
                         anyhow::Error::new(nf)
                     }
                     Err(e) => e,
@@ -576,7 +608,8 @@ impl Runner {
             }
             let last = epoch + 1 == self.epochs;
             let eval = if last || (epoch + 1) % self.eval_every == 0 {
-                task.evaluate(epoch)?
+                task.evaluate(epoch)
+                    .map_err(|e| with_kept(evaluation_error(e, &monitor, &self.label), &kept))?
             } else {
                 Metrics::new()
             };
@@ -602,6 +635,8 @@ impl Runner {
                 time_s,
                 history: history.clone(),
                 task: state.json.clone(),
+                config_hash: self.results.identity().map(|i| i.hash.clone()),
+                config: self.results.identity().map(|i| i.config.clone()),
             };
             save_checkpoint(&ckpt_dir, &state, &meta)?;
             kept = Some((epoch + 1, ckpt_dir.clone()));
@@ -753,9 +788,79 @@ fn save_checkpoint(dir: &Path, state: &TaskState, meta: &CheckpointMeta) -> Resu
     Ok(())
 }
 
+/// A failed evaluation as a [`NonFinite`] when it found non-finite values (diverged weights), so
+/// that it names the step, seed and run and the runner adds the checkpoint kept; other errors get
+/// the same place as context.
+fn evaluation_error(e: anyhow::Error, monitor: &StepMonitor, run: &str) -> anyhow::Error {
+    if e.downcast_ref::<NonFinite>().is_some() {
+        return e;
+    }
+    let found = e
+        .chain()
+        .map(|c| c.to_string())
+        .find_map(|m| m.find("non-finite ").map(|i| m[i + 11..].to_string()));
+    match found {
+        Some(what) => anyhow::Error::new(NonFinite {
+            seed: monitor.seed,
+            epoch: monitor.epoch,
+            step: monitor.global_step,
+            what,
+            value: f64::NAN,
+            kept_checkpoint: None,
+            run: String::new(),
+            in_evaluation: true,
+        }),
+        None => e.context(format!(
+            "evaluating after global step {} (seed {}{}, epoch {})",
+            monitor.global_step,
+            monitor.seed,
+            if run.is_empty() {
+                String::new()
+            } else {
+                format!(", run {run}")
+            },
+            monitor.epoch + 1
+        )),
+    }
+}
+
+/// Refuses a checkpoint stamped with another configuration than `now` (naming the fields); one
+/// from code that did not stamp checkpoints is accepted with a warning.
+fn check_stamp(
+    meta: &CheckpointMeta,
+    now: Option<&ConfigIdentity>,
+    dir: &Path,
+    what: &str,
+) -> Result<()> {
+    let Some(now) = now else { return Ok(()) };
+    let (Some(hash), Some(config)) = (&meta.config_hash, &meta.config) else {
+        tracing::warn!(
+            "{what}: the checkpoint in {} predates configuration stamps; resuming it on the word \
+             of config.json",
+            dir.display()
+        );
+        return Ok(());
+    };
+    if let Err(diffs) = now.check(hash, config) {
+        bail!(
+            "{what}: the checkpoint in {} was trained under another configuration (hash {hash}) \
+             than this run's ({}), so it cannot be resumed: {} (saved → now). config.json was \
+             rewritten since, e.g. by a run of other seeds with other settings into this --out. \
+             Resume with the settings it was trained under, or rerun without --resume to train \
+             it afresh",
+            dir.display(),
+            now.hash,
+            diffs.join("; ")
+        );
+    }
+    Ok(())
+}
+
 fn load_checkpoint<T: EpochTask + ?Sized>(
     dir: &Path,
     task: &mut T,
+    stamp: Option<&ConfigIdentity>,
+    what: &str,
 ) -> Result<Option<CheckpointMeta>> {
     let pointer = dir.join("latest.json");
     if !pointer.exists() {
@@ -768,6 +873,7 @@ fn load_checkpoint<T: EpochTask + ?Sized>(
     let ptr: Pointer = serde_json::from_value(read_json(&pointer)?)?;
     let meta: CheckpointMeta = serde_json::from_value(read_json(&dir.join(&ptr.meta))?)
         .with_context(|| format!("checkpoint {}", dir.join(&ptr.meta).display()))?;
+    check_stamp(&meta, stamp, dir, what)?;
     let tpath = dir.join(&ptr.tensors);
     let tensors = candle_core::safetensors::load(&tpath, &task.device())
         .with_context(|| format!("loading {}", tpath.display()))?;

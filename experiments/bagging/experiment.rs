@@ -122,6 +122,13 @@ impl ExperimentConfig for Config {
         }
     }
 
+    fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
+        let neural = self.neural.iter();
+        neural
+            .map(|_| crate::preflight::DataNeed::dataset("fashion_mnist"))
+            .collect()
+    }
+
     fn validate(&self) -> Result<()> {
         if self.reps == 0 {
             bail!("reps must be at least 1");

@@ -13,9 +13,8 @@
 //! diagrams, and per-run logs under `seed_<s>/`.
 
 use anyhow::{bail, Result};
-use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
-use zoo::cli::{CommonArgs, SeedList};
+use clap::Parser;
+use zoo::cli::CommonArgs;
 use zoo::confidence_penalty::config::CpConfig;
 use zoo::confidence_penalty::method::{parse_methods, Method};
 use zoo::confidence_penalty::{dry_run, run};
@@ -130,21 +129,15 @@ fn apply(cfg: &mut CpConfig, args: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     zoo::init_process();
-    let matches = Args::command().get_matches();
-    let mut args = Args::from_arg_matches(&matches)?;
+    let args = Args::parse();
     let mut cfg = CpConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;
-    // The preset's seeds (≥ 5 for the paper's ± std) unless --seeds is given.
-    if matches.value_source("seeds") != Some(ValueSource::CommandLine) {
-        args.common.seeds = SeedList(cfg.seeds.clone());
-    }
-    cfg.seeds = args.common.seeds().to_vec();
     if args.dry_run {
-        let cfg = zoo::cli::apply_settings(cfg, &args.common.set)?;
+        let (cfg, common) = zoo::Experiment::resolve("confidence_penalty", &args.common, cfg)?;
         cfg.validate()?;
-        args.common.validate()?;
+        common.validate()?;
         println!("{}", serde_json::to_string_pretty(&cfg)?);
-        let device = zoo::device(args.common.cpu)?;
+        let device = zoo::device(common.cpu)?;
         print!("{}", dry_run::report(&cfg, cfg.seeds.len(), &device)?);
         return Ok(());
     }

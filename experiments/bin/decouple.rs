@@ -4,8 +4,9 @@
 //! accuracy; classifier weight norms (Fig. 2) and per-class accuracy against class size.
 //!
 //! ```text
-//! cargo run --release --bin decouple -- --preset cpu
-//! cargo run --release --bin decouple -- --preset smoke --out /tmp/decouple
+//! cargo run --release --bin decouple -- --preset cpu      # CIFAR-10 from the hub
+//! cargo run --release --bin decouple -- --preset cpu --data-dir ../shared/data/cifar10-jpeg
+//! cargo run --release --bin decouple -- --preset smoke --out /tmp/decouple --data-dir DIR
 //! cargo run --release --bin decouple -- --preset paper --settings cifar10:100,cifar100:100 --features cuda
 //! cargo run --release --bin decouple -- --preset paper --settings imagenet_lt \
 //!     --lt-images /data/imagenet --lt-lists /data/ImageNet_LT --features cuda
@@ -18,9 +19,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
-use zoo::cli::{CommonArgs, ExperimentConfig, SeedList};
+use clap::Parser;
+use zoo::cli::{CommonArgs, ExperimentConfig};
 use zoo::decouple::{DataSpec, DecoupleConfig, Net, Sampling, Setting};
 
 /// Decoupling representation and classifier for long-tailed recognition (Kang et al. 2020).
@@ -138,6 +138,12 @@ fn apply(cfg: &mut DecoupleConfig, a: &Args) -> Result<()> {
             }
         }
     }
+    // --data-dir is recorded in the config, so that config.json says which copy was read.
+    for s in &mut cfg.settings {
+        if let (DataSpec::CifarLt { data_dir, .. }, Some(d)) = (&mut s.data, &a.common.data_dir) {
+            *data_dir = Some(d.clone());
+        }
+    }
     for (flag, d) in [("--lt-images", &a.lt_images), ("--lt-lists", &a.lt_lists)] {
         if let Some(d) = d {
             if !d.is_dir() {
@@ -150,15 +156,9 @@ fn apply(cfg: &mut DecoupleConfig, a: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     zoo::init_process();
-    let matches = Args::command().get_matches();
-    let mut args = Args::from_arg_matches(&matches)?;
+    let args = Args::parse();
     let mut cfg = DecoupleConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;
-    // The preset's seeds unless --seeds is given.
-    if matches.value_source("seeds") != Some(ValueSource::CommandLine) {
-        args.common.seeds = SeedList(cfg.seeds.clone());
-    }
-    cfg.seeds = args.common.seeds().to_vec();
     let exp = zoo::Experiment::setup("decouple", &args.common, cfg)?;
     let summary = zoo::decouple::run(&exp)?;
     println!("{}", summary.table_markdown());

@@ -16,9 +16,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
-use zoo::cli::{CommonArgs, ExperimentConfig, Preset, SeedList};
+use clap::Parser;
+use zoo::cli::{CommonArgs, ExperimentConfig};
 use zoo::distill::DistillConfig;
 
 #[derive(Parser)]
@@ -98,16 +97,7 @@ fn parse_list(flag: &str, list: &str) -> Result<Vec<f64>> {
 
 fn main() -> Result<()> {
     zoo::init_process();
-    let matches = Args::command().get_matches();
-    let mut args = Args::from_arg_matches(&matches)?;
-    // Three seeds for the paper and cpu presets (mean ± std), one for smoke, unless --seeds.
-    if matches.value_source("seeds") != Some(ValueSource::CommandLine) {
-        let seeds = match args.common.preset {
-            Preset::Smoke => vec![0],
-            Preset::Cpu | Preset::Paper => vec![0, 1, 2],
-        };
-        args.common.seeds = SeedList(seeds);
-    }
+    let args = Args::parse();
     let mut cfg = DistillConfig::preset(args.common.preset);
     if let Some(t) = args.temperature {
         cfg.kd.temperature = t;

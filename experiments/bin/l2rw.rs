@@ -15,9 +15,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
-use zoo::cli::{CommonArgs, ExperimentConfig, SeedList};
+use clap::Parser;
+use zoo::cli::{CommonArgs, ExperimentConfig};
+use zoo::experiment::SetupOptions;
 use zoo::l2rw::{AllZero, L2rwConfig, Method, Part};
 use zoo_data::DataSource;
 
@@ -40,7 +40,7 @@ struct Args {
     /// Proportions of the majority class (9) in MNIST training, in [0.5, 1) (comma-separated).
     #[arg(long, value_delimiter = ',')]
     proportions: Option<Vec<f64>>,
-    /// MNIST training steps.
+    /// MNIST training steps (the learning-rate milestones are scaled with them).
     #[arg(long)]
     mnist_steps: Option<usize>,
     /// MNIST learning rate (also L2RW's virtual step size).
@@ -49,10 +49,6 @@ struct Args {
     /// CIFAR training steps (the learning-rate milestones are scaled with them).
     #[arg(long)]
     cifar_steps: Option<usize>,
-    /// Training runs to execute side by side on their own threads (numbers unchanged; per-step
-    /// times then include the contention). 2 suits a 2-core CPU, where much of a step is serial.
-    #[arg(long, value_name = "N")]
-    jobs: Option<usize>,
     /// What L2RW does when every weight of a batch is zero.
     #[arg(long, value_enum)]
     all_zero: Option<AllZero>,
@@ -76,31 +72,13 @@ fn apply(cfg: &mut L2rwConfig, a: &Args) -> Result<()> {
         cfg.mnist.proportions = v.clone();
     }
     if let Some(v) = a.mnist_steps {
-        if v == 0 || !v.is_multiple_of(cfg.mnist.opt.rounds) {
-            cfg.mnist.opt.rounds = 1;
-        }
-        cfg.mnist.opt.steps = v;
+        cfg.mnist.opt.rescale_steps(v);
     }
     if let Some(v) = a.mnist_lr {
         cfg.mnist.opt.lr = v;
     }
     if let Some(v) = a.cifar_steps {
-        let old = cfg.cifar.opt.steps.max(1);
-        cfg.cifar.opt.milestones = cfg
-            .cifar
-            .opt
-            .milestones
-            .iter()
-            .map(|&m| m * v / old)
-            .collect();
-        cfg.cifar.opt.milestones.dedup();
-        if v == 0 || !v.is_multiple_of(cfg.cifar.opt.rounds) {
-            cfg.cifar.opt.rounds = 1;
-        }
-        cfg.cifar.opt.steps = v;
-    }
-    if let Some(v) = a.jobs {
-        cfg.jobs = v;
+        cfg.cifar.opt.rescale_steps(v);
     }
     if let Some(v) = a.all_zero {
         cfg.all_zero = v;
@@ -116,20 +94,20 @@ fn apply(cfg: &mut L2rwConfig, a: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     zoo::init_process();
-    let matches = Args::command().get_matches();
-    let mut args = Args::from_arg_matches(&matches)?;
+    let args = Args::parse();
     let mut cfg = L2rwConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;
-    // The preset's seeds unless --seeds is given.
-    if matches.value_source("seeds") != Some(ValueSource::CommandLine) {
-        args.common.seeds = SeedList(cfg.seeds.clone());
-    }
-    cfg.seeds = args.common.seeds().to_vec();
     let cifar_src = match &args.cifar_dir {
         Some(d) => DataSource::Dir(d.clone()),
         None => args.common.data_source(),
     };
-    let exp = zoo::Experiment::setup("l2rw", &args.common, cfg)?;
+    let opts = SetupOptions {
+        data_dirs: (args.cifar_dir.iter())
+            .map(|d| (cfg.cifar.dataset.clone(), d.clone()))
+            .collect(),
+        ..SetupOptions::default()
+    };
+    let exp = zoo::Experiment::setup_with("l2rw", &args.common, cfg, &opts)?;
     let summary = zoo::l2rw::run(&exp, &cifar_src)?;
     println!("{}", summary.table_markdown());
     Ok(())

@@ -13,9 +13,8 @@
 //! (every run) and per-run logs under `seed_<s>/<dataset>_<noise>/<method>/`.
 
 use anyhow::{bail, Result};
-use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
-use zoo::cli::{CommonArgs, ExperimentConfig, SeedList};
+use clap::Parser;
+use zoo::cli::{CommonArgs, ExperimentConfig};
 use zoo::mlnt::{Features, Method, MlntConfig, Part, Update};
 
 #[derive(Parser)]
@@ -35,9 +34,6 @@ struct Args {
     /// setting's dataset, network and validation size are kept).
     #[arg(long, value_delimiter = ',')]
     noise: Option<Vec<String>>,
-    /// Training steps (the learning-rate milestones are scaled with them).
-    #[arg(long)]
-    steps: Option<usize>,
     /// M: synthetic label sets per meta step.
     #[arg(long)]
     num_fast: Option<usize>,
@@ -77,16 +73,9 @@ struct Args {
     /// Run the second iteration (true/false).
     #[arg(long)]
     iterative: Option<bool>,
-    /// (setting, seed) chains to run side by side on their own threads (numbers unchanged;
-    /// per-step times then include the contention). 2 suits a 2-core CPU with two seeds.
-    #[arg(long, value_name = "N")]
-    jobs: Option<usize>,
 }
 
 fn apply(cfg: &mut MlntConfig, a: &Args) -> Result<()> {
-    if let Some(v) = a.jobs {
-        cfg.jobs = v;
-    }
     if let Some(v) = &a.parts {
         cfg.parts = v.clone();
     }
@@ -105,19 +94,6 @@ fn apply(cfg: &mut MlntConfig, a: &Args) -> Result<()> {
                 s
             })
             .collect();
-    }
-    if let Some(v) = a.steps {
-        let opt = &mut cfg.cifar.opt;
-        let old = opt.steps.max(1);
-        opt.milestones = opt.milestones.iter().map(|&m| m * v / old).collect();
-        opt.milestones.dedup();
-        if v == 0 || !v.is_multiple_of(opt.rounds) {
-            opt.rounds = 1;
-        }
-        if opt.eval_every_rounds > opt.rounds {
-            opt.eval_every_rounds = opt.rounds.max(1);
-        }
-        opt.steps = v;
     }
     let m = &mut cfg.mlnt;
     if let Some(v) = a.num_fast {
@@ -165,19 +141,9 @@ fn apply(cfg: &mut MlntConfig, a: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     zoo::init_process();
-    let matches = Args::command().get_matches();
-    let mut args = Args::from_arg_matches(&matches)?;
+    let args = Args::parse();
     let mut cfg = MlntConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;
-    if matches.value_source("seeds") != Some(ValueSource::CommandLine) {
-        args.common.seeds = SeedList(cfg.seeds.clone());
-    }
-    cfg.seeds = args.common.seeds().to_vec();
-    if let Some(d) = &args.common.data_dir {
-        if !d.is_dir() {
-            bail!("--data-dir {}: not a directory", d.display());
-        }
-    }
     // Before anything is written: Clothing1M cannot run here.
     zoo::mlnt::check_parts_available(&cfg.parts)?;
     let parts = cfg.parts.clone();

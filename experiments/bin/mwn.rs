@@ -13,9 +13,8 @@
 //! corrupted, or head vs tail, examples) and per-run logs under `seed_<s>/<part>_<setting>/<method>/`.
 
 use anyhow::{bail, Result};
-use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
-use zoo::cli::{CommonArgs, ExperimentConfig, SeedList};
+use clap::Parser;
+use zoo::cli::{CommonArgs, ExperimentConfig};
 use zoo::mwn::{Method, MwnConfig, Normalise, Part};
 
 #[derive(Parser)]
@@ -40,25 +39,15 @@ struct Args {
     /// first preset setting's dataset, network and meta set size are kept).
     #[arg(long, value_delimiter = ',')]
     imbalance: Option<Vec<f64>>,
-    /// Training steps of both parts (the learning-rate milestones are scaled with them).
-    #[arg(long)]
-    steps: Option<usize>,
     /// Meta step every N training steps (1: every step, as the authors' code).
     #[arg(long)]
     meta_every: Option<usize>,
-    /// Training runs to execute side by side on their own threads (numbers unchanged; per-step
-    /// times then include the contention). 2 suits a 2-core CPU, where much of a step is serial.
-    #[arg(long, value_name = "N")]
-    jobs: Option<usize>,
     /// Normalisation of MWN's weights.
     #[arg(long, value_enum)]
     normalise: Option<Normalise>,
 }
 
 fn apply(cfg: &mut MwnConfig, a: &Args) -> Result<()> {
-    if let Some(v) = a.jobs {
-        cfg.jobs = v;
-    }
     if let Some(v) = &a.methods {
         cfg.noise.methods = v.clone();
         cfg.long_tail.methods = v.clone();
@@ -89,20 +78,6 @@ fn apply(cfg: &mut MwnConfig, a: &Args) -> Result<()> {
             })
             .collect();
     }
-    if let Some(v) = a.steps {
-        for opt in [&mut cfg.noise.opt, &mut cfg.long_tail.opt] {
-            let old = opt.steps.max(1);
-            opt.milestones = opt.milestones.iter().map(|&m| m * v / old).collect();
-            opt.milestones.dedup();
-            if v == 0 || !v.is_multiple_of(opt.rounds) {
-                opt.rounds = 1;
-            }
-            if opt.eval_every_rounds > opt.rounds {
-                opt.eval_every_rounds = opt.rounds.max(1);
-            }
-            opt.steps = v;
-        }
-    }
     if let Some(v) = a.meta_every {
         cfg.mwn.meta_every = v;
     }
@@ -115,20 +90,9 @@ fn apply(cfg: &mut MwnConfig, a: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     zoo::init_process();
-    let matches = Args::command().get_matches();
-    let mut args = Args::from_arg_matches(&matches)?;
+    let args = Args::parse();
     let mut cfg = MwnConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;
-    // The preset's seeds unless --seeds is given.
-    if matches.value_source("seeds") != Some(ValueSource::CommandLine) {
-        args.common.seeds = SeedList(cfg.seeds.clone());
-    }
-    cfg.seeds = args.common.seeds().to_vec();
-    if let Some(d) = &args.common.data_dir {
-        if !d.is_dir() {
-            bail!("--data-dir {}: not a directory", d.display());
-        }
-    }
     let mut parts = args
         .parts
         .clone()

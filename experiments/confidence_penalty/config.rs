@@ -155,6 +155,20 @@ impl ExperimentConfig for CpConfig {
         }
     }
 
+    fn default_seeds(&self) -> Vec<u64> {
+        self.seeds.clone()
+    }
+
+    fn set_seeds(&mut self, seeds: &[u64]) {
+        self.seeds = seeds.to_vec();
+    }
+
+    fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
+        let run = self.tasks.iter().filter(|t| t.run);
+        run.map(|t| crate::preflight::DataNeed::dataset(t.dataset.clone()))
+            .collect()
+    }
+
     fn validate(&self) -> Result<()> {
         self.check()
     }

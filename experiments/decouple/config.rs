@@ -88,7 +88,8 @@ pub enum DataSpec {
         dataset: String,
         /// Imbalance factor `n_max / n_min` (10, 50, 100, 200).
         imbalance_factor: f64,
-        /// Directory in the hub's parquet layout (`--data-dir` overrides); `None`: the hub cache.
+        /// Directory in the hub's parquet layout (`--data-dir` sets it, so that `config.json`
+        /// records the copy the run read); `None`: the hub cache.
         data_dir: Option<PathBuf>,
     },
     /// ImageNet-LT or Places-LT (Liu et al. 2019) from the published split lists
@@ -342,7 +343,8 @@ impl DecoupleConfig {
         }
     }
 
-    /// CIFAR-10-LT IF 100 from the shared JPEG copy, sized for a 2-core CPU: ResNet-8
+    /// CIFAR-10-LT IF 100 (from the hub, or `--data-dir`: the committed results read the JPEG
+    /// copy, `--data-dir ../shared/data/cifar10-jpeg`), sized for a 2-core CPU: ResNet-8
     /// (16/32/64 channels, option A) for 20 epochs, lr 0.1 cosine to 0 without warm-up, instead
     /// of ResNet-32 for 200; three seeds for the instance-balanced representation and its
     /// stage-2 classifiers, one seed for each other sampler: 120 epochs in all. (An earlier
@@ -350,11 +352,6 @@ impl DecoupleConfig {
     /// norms to order by class size, so τ-norm could not show its effect.)
     pub fn cpu() -> Self {
         let mut s = Setting::cifar_lt("cifar10", 100.0);
-        s.data = DataSpec::CifarLt {
-            dataset: "cifar10".into(),
-            imbalance_factor: 100.0,
-            data_dir: Some(PathBuf::from("../shared/data/cifar10-jpeg")),
-        };
         s.net = Net::ResNetCifar { depth: 8 };
         s.stage1.epochs = 20;
         s.stage1.other_sampler_seeds = Some(1);
@@ -375,11 +372,6 @@ impl DecoupleConfig {
         c.preset = Preset::Smoke;
         c.seeds = vec![0];
         let s = &mut c.settings[0];
-        s.data = DataSpec::CifarLt {
-            dataset: "cifar10".into(),
-            imbalance_factor: 100.0,
-            data_dir: Some(PathBuf::from("../shared/data/cifar10-jpeg")),
-        };
         s.val_per_class = 2;
         s.max_per_class = Some(100);
         s.test_limit = Some(100);
@@ -525,6 +517,44 @@ impl ExperimentConfig for DecoupleConfig {
             Preset::Cpu => Self::cpu(),
             Preset::Smoke => Self::smoke(),
         }
+    }
+
+    fn default_seeds(&self) -> Vec<u64> {
+        self.seeds.clone()
+    }
+
+    fn set_seeds(&mut self, seeds: &[u64]) {
+        self.seeds = seeds.to_vec();
+    }
+
+    fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
+        use crate::preflight::DataNeed;
+        let mut needs = Vec::new();
+        for s in &self.settings {
+            match &s.data {
+                DataSpec::CifarLt {
+                    dataset, data_dir, ..
+                } => needs.push(DataNeed::dataset_in(dataset.clone(), data_dir.clone())),
+                DataSpec::ListLt {
+                    name,
+                    image_root,
+                    list_dir,
+                    ..
+                } => {
+                    needs.push(DataNeed::Path {
+                        what: format!("{name} image root"),
+                        path: image_root.clone(),
+                    });
+                    for split in ["train", "val", "test"] {
+                        needs.push(DataNeed::Path {
+                            what: format!("{name} {split} list"),
+                            path: zoo_data::lt_list::list_path(list_dir, name, split),
+                        });
+                    }
+                }
+            }
+        }
+        needs
     }
 
     fn validate(&self) -> Result<()> {

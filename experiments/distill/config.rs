@@ -166,6 +166,18 @@ impl ExperimentConfig for DistillConfig {
         }
     }
 
+    /// Three seeds for the paper and cpu presets (mean ± std), one for smoke.
+    fn default_seeds(&self) -> Vec<u64> {
+        match self.preset {
+            Preset::Smoke => vec![0],
+            Preset::Cpu | Preset::Paper => vec![0, 1, 2],
+        }
+    }
+
+    fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
+        vec![crate::preflight::DataNeed::dataset("mnist")]
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         self.check()
     }

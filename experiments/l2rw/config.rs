@@ -148,6 +148,31 @@ impl ExperimentConfig for L2rwConfig {
         }
     }
 
+    fn default_seeds(&self) -> Vec<u64> {
+        self.seeds.clone()
+    }
+
+    fn set_seeds(&mut self, seeds: &[u64]) {
+        self.seeds = seeds.to_vec();
+    }
+
+    fn set_jobs(&mut self, jobs: usize) -> Result<()> {
+        self.jobs = jobs;
+        Ok(())
+    }
+
+    fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
+        use crate::preflight::DataNeed;
+        let mut needs = Vec::new();
+        if self.parts.contains(&Part::Mnist) {
+            needs.push(DataNeed::dataset("mnist"));
+        }
+        if self.parts.contains(&Part::Cifar) {
+            needs.push(DataNeed::dataset(self.cifar.dataset.clone()));
+        }
+        needs
+    }
+
     fn validate(&self) -> Result<()> {
         ensure!(!self.seeds.is_empty(), "seeds: give at least one");
         ensure!(

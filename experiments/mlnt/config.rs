@@ -246,6 +246,33 @@ impl ExperimentConfig for MlntConfig {
         }
     }
 
+    fn default_seeds(&self) -> Vec<u64> {
+        self.seeds.clone()
+    }
+
+    fn set_seeds(&mut self, seeds: &[u64]) {
+        self.seeds = seeds.to_vec();
+    }
+
+    fn set_jobs(&mut self, jobs: usize) -> Result<()> {
+        self.jobs = jobs;
+        Ok(())
+    }
+
+    fn rescale_steps(&mut self, steps: usize) -> Result<()> {
+        self.cifar.opt.rescale_steps(steps);
+        Ok(())
+    }
+
+    fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
+        if !self.parts.contains(&Part::Cifar) {
+            return Vec::new();
+        }
+        let sets = self.cifar.settings.iter();
+        sets.map(|s| crate::preflight::DataNeed::dataset(s.dataset.clone()))
+            .collect()
+    }
+
     fn validate(&self) -> Result<()> {
         ensure!(!self.seeds.is_empty(), "seeds: give at least one");
         ensure!(self.jobs >= 1, "jobs must be at least 1");

@@ -213,6 +213,34 @@ impl ExperimentConfig for MwnConfig {
         }
     }
 
+    fn default_seeds(&self) -> Vec<u64> {
+        self.seeds.clone()
+    }
+
+    fn set_seeds(&mut self, seeds: &[u64]) {
+        self.seeds = seeds.to_vec();
+    }
+
+    fn set_jobs(&mut self, jobs: usize) -> Result<()> {
+        self.jobs = jobs;
+        Ok(())
+    }
+
+    fn rescale_steps(&mut self, steps: usize) -> Result<()> {
+        self.noise.opt.rescale_steps(steps);
+        self.long_tail.opt.rescale_steps(steps);
+        Ok(())
+    }
+
+    fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
+        let noise = self.noise.settings.iter().map(|s| &s.dataset);
+        let long_tail = self.long_tail.settings.iter().map(|s| &s.dataset);
+        noise
+            .chain(long_tail)
+            .map(|d| crate::preflight::DataNeed::dataset(d.clone()))
+            .collect()
+    }
+
     fn validate(&self) -> Result<()> {
         ensure!(!self.seeds.is_empty(), "seeds: give at least one");
         ensure!(self.jobs >= 1, "jobs must be at least 1");

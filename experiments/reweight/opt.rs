@@ -85,6 +85,12 @@ impl OptConfig {
         Ok(())
     }
 
+    /// `--steps N` (and l2rw's per-part step flags): see [`crate::cli::rescale_schedule`].
+    pub fn rescale_steps(&mut self, steps: usize) {
+        let (s, r, m) = (&mut self.steps, &mut self.rounds, &mut self.milestones);
+        crate::cli::rescale_schedule(s, r, &mut self.eval_every_rounds, m, steps);
+    }
+
     /// Steps per round.
     pub fn round_steps(&self) -> usize {
         self.steps / self.rounds.max(1)

@@ -1,6 +1,7 @@
 //! safetensors files for weights, buffers and any other named tensors (optimiser state, RNG
 //! state encoded as tensors). Writes are atomic: a temporary file in the same directory, then a
-//! rename, so a crash mid-write never leaves a truncated checkpoint behind.
+//! rename, so a crash mid-write never leaves a truncated checkpoint behind. Files get the mode
+//! of any new file (`0644` under the usual umask).
 //!
 //! Model weights: [`ParamStore::save`](crate::params::ParamStore::save) /
 //! [`ParamStore::load`](crate::params::ParamStore::load) use these functions with PyTorch names.
@@ -32,7 +33,16 @@ pub fn save_tensors(path: impl AsRef<Path>, tensors: &BTreeMap<String, Tensor>) 
         .iter()
         .map(|(n, t)| Ok((n.as_str(), t.detach().contiguous()?)))
         .collect::<Result<_>>()?;
-    if let Err(e) = candle_core::safetensors::save(&map, &tmp) {
+    // The mode of a newly created file (0666 less the umask), set again after the write:
+    // safetensors writes through a 0600 temporary file of its own.
+    let mode = std::fs::File::create(&tmp)
+        .and_then(|f| f.metadata())
+        .map(|m| m.permissions())
+        .map_err(|e| ctx(e, "creating a temporary file beside"))?;
+    let written = candle_core::safetensors::save(&map, &tmp).and_then(|()| {
+        std::fs::set_permissions(&tmp, mode).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    });
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(candle_core::Error::Msg(format!(
             "writing {}: {e}",

@@ -23,4 +23,5 @@ mod mwn_meta;
 mod results_report;
 mod runner_classifier;
 mod runner_core;
+mod run_guards;
 mod workspace;
