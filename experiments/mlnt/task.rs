@@ -17,8 +17,8 @@ use zoo_models::optim::{Optimizer, Sgd};
 use zoo_models::{Classifier, Ctx, ParamSet, ParamStore};
 
 use super::config::{Features, MlntSettings, Update};
-use crate::reweight::{check_meta_step, role_rng, MetaDraw, RuleStep, StepRule};
-use crate::runner::{Metrics, StepMonitor};
+use crate::reweight::{check_meta_step, role_rng, RuleStep, StepRule};
+use crate::runner::Metrics;
 
 /// The `k` nearest other rows of each row of `feats` (`n × d`, row-major) in squared Euclidean
 /// distance, nearest first (ties by index); `k` is capped at `n − 1`. A row is never its own
@@ -307,13 +307,7 @@ impl MlntRule {
 }
 
 impl StepRule for MlntRule {
-    fn prepare(
-        &mut self,
-        s: RuleStep<'_>,
-        _meta_batch: &mut MetaDraw<'_>,
-        _rng: &mut StdRng,
-        monitor: &StepMonitor,
-    ) -> Result<Option<InnerForward>> {
+    fn prepare(&mut self, s: RuleStep<'_>) -> Result<Option<InnerForward>> {
         self.pending = None;
         let Some((alpha, eps)) = schedule_at(&self.s, s.step) else {
             return Ok(None);
@@ -368,7 +362,7 @@ impl StepRule for MlntRule {
             first_order: self.first_order,
         };
         let g = mlnt_meta_gradient(s.model, s.params, s.images, (&synthetic, &p_tch), fast)?;
-        check_meta_step(monitor, "MLNT", g.meta_loss, g.grads.values())?;
+        check_meta_step(s.monitor, "MLNT", g.meta_loss, g.grads.values())?;
         let mut scaled = BTreeMap::new();
         for (k, t) in g.grads {
             scaled.insert(k, (t * alpha)?);

@@ -14,8 +14,8 @@ use zoo_models::optim::{Adam, Optimizer, Sgd};
 use zoo_models::{Classifier, ParamSet};
 
 use super::config::{MwnSettings, Normalise, VnetOptim};
-use crate::reweight::{check_meta_step, MetaDraw, RuleStep, StepRule};
-use crate::runner::{Metrics, StepMonitor};
+use crate::reweight::{check_meta_step, RuleStep, StepRule};
+use crate::runner::Metrics;
 
 /// Per-example weights `w` for the mean-reduced loss `(1/n) Σ_i w_i ℓ_i` from VNet outputs
 /// `v = V_φ(ℓ)`, `(n,)`: under [`Normalise::Sum`] `w = n·v/Σv` (so the loss is `Σ v ℓ / Σ v`;
@@ -174,17 +174,11 @@ impl MwnRule {
 }
 
 impl StepRule for MwnRule {
-    fn prepare(
-        &mut self,
-        s: RuleStep<'_>,
-        meta_batch: &mut MetaDraw<'_>,
-        rng: &mut StdRng,
-        monitor: &StepMonitor,
-    ) -> Result<Option<InnerForward>> {
+    fn prepare(&mut self, mut s: RuleStep<'_>) -> Result<Option<InnerForward>> {
         if !s.step.is_multiple_of(self.meta_every as u64) {
             return Ok(None);
         }
-        let (xm, ym) = meta_batch(rng)?;
+        let (xm, ym) = s.draw_meta()?;
         let phi = self.vnet.store().params();
         let vars = self.vnet.store().vars();
         let leaves: Vec<&Tensor> = vars.values().map(|v| v.as_tensor()).collect();
@@ -195,8 +189,8 @@ impl StepRule for MwnRule {
             normalise: self.normalise,
         };
         let batch = (s.images, s.labels);
-        let g = mwn_meta_gradient(s.model, s.params, &w, batch, (&xm, &ym), s.lr, Some(rng))?;
-        check_meta_step(monitor, "MWN", g.meta_loss, &g.grads)?;
+        let g = mwn_meta_gradient(s.model, s.params, &w, batch, (&xm, &ym), s.lr, Some(s.rng))?;
+        check_meta_step(s.monitor, "MWN", g.meta_loss, &g.grads)?;
         let gs = leaf_grad_store(&leaves, &g.grads)?;
         let lr = self.lr;
         let opt = self.opt.get();

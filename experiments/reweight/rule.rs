@@ -27,9 +27,22 @@ pub struct RuleStep<'s> {
     pub lr: f64,
     /// Global step (0-based), for rules that act every k-th step.
     pub step: u64,
+    /// The training stream's generator (augmentation, dropout, meta batches draw from it too).
+    pub rng: &'s mut StdRng,
+    /// Draws a clean meta batch from `rng`.
+    pub meta_batch: &'s mut MetaDraw<'s>,
+    /// The run's NaN guard, for a rule's own checks ([`check_meta_step`]).
+    pub monitor: &'s StepMonitor,
 }
 
-/// Draws a clean meta batch (`OptConfig::meta_batch` examples of the meta set, or all of it).
+impl RuleStep<'_> {
+    /// A clean meta batch (`OptConfig::meta_batch` examples of the meta set, or all of it).
+    pub fn draw_meta(&mut self) -> Result<(Tensor, Tensor)> {
+        (self.meta_batch)(self.rng)
+    }
+}
+
+/// Draws a clean meta batch from the given generator.
 pub type MetaDraw<'a> = dyn FnMut(&mut StdRng) -> Result<(Tensor, Tensor)> + 'a;
 
 /// How the training stream samples rows.
@@ -57,13 +70,7 @@ pub trait StepRule {
 
     /// Called before the real step's forward pass. May return the forward pass it already ran
     /// at `θ` on this batch (L2RW's meta step), which the real step then reuses.
-    fn prepare(
-        &mut self,
-        _step: RuleStep<'_>,
-        _meta_batch: &mut MetaDraw<'_>,
-        _rng: &mut StdRng,
-        _monitor: &StepMonitor,
-    ) -> Result<Option<InnerForward>> {
+    fn prepare(&mut self, _step: RuleStep<'_>) -> Result<Option<InnerForward>> {
         Ok(None)
     }
 

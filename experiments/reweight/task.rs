@@ -211,8 +211,11 @@ impl<'a> ReweightTask<'a> {
                 labels: &batch.labels,
                 lr,
                 step,
+                rng: &mut *rng,
+                meta_batch: &mut draw,
+                monitor: &*monitor,
             };
-            self.rule.prepare(s, &mut draw, rng, &*monitor)?
+            self.rule.prepare(s)?
         } else {
             None
         };

@@ -339,8 +339,11 @@ fn mwn_rule_meta_step_and_state_round_trip() {
             labels: &y,
             lr: 0.5,
             step,
+            rng: &mut rng,
+            meta_batch: &mut draw,
+            monitor: &monitor,
         };
-        rule.prepare(s, &mut draw, &mut rng, &monitor).unwrap();
+        rule.prepare(s).unwrap();
         let now: Vec<Vec<f64>> = vnet
             .store()
             .vars()

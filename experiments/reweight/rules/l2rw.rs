@@ -11,8 +11,8 @@ use zoo_models::loss::{self, Reduction};
 use zoo_models::meta::{l2rw_grad, l2rw_grad_reusing, InnerForward};
 use zoo_models::{Classifier, ParamSet};
 
-use crate::reweight::rule::{check_meta_step, MetaDraw, RuleStep, StepRule};
-use crate::runner::{Metrics, StepMonitor};
+use crate::reweight::rule::{check_meta_step, RuleStep, StepRule};
+use crate::runner::Metrics;
 
 /// What the real step does when every L2RW weight of a batch is zero (no example's gradient
 /// points towards lower meta loss).
@@ -103,23 +103,17 @@ impl L2rw {
 }
 
 impl StepRule for L2rw {
-    fn prepare(
-        &mut self,
-        s: RuleStep<'_>,
-        meta_batch: &mut MetaDraw<'_>,
-        rng: &mut StdRng,
-        monitor: &StepMonitor,
-    ) -> Result<Option<InnerForward>> {
-        let meta = meta_batch(rng)?;
+    fn prepare(&mut self, mut s: RuleStep<'_>) -> Result<Option<InnerForward>> {
+        let meta = s.draw_meta()?;
         let (g, fwd) = l2rw_grad_reusing(
             s.model,
             s.params,
             (s.images, s.labels),
             (&meta.0, &meta.1),
             s.lr,
-            Some(&mut *rng),
+            Some(&mut *s.rng),
         )?;
-        check_meta_step(monitor, "L2RW", g.meta_loss, &g.grads[..1])?;
+        check_meta_step(s.monitor, "L2RW", g.meta_loss, &g.grads[..1])?;
         let (w, all_zero) = normalised_weights(&g.grads[0], self.guard)?;
         self.zero_steps += usize::from(all_zero);
         self.meta_loss_sum += g.meta_loss;

@@ -3,13 +3,11 @@
 
 use anyhow::{Context, Result};
 use candle_core::Tensor;
-use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use zoo_models::loss::{self, Reduction};
 use zoo_models::meta::InnerForward;
 
-use crate::reweight::rule::{MetaDraw, RuleStep, StepRule};
-use crate::runner::StepMonitor;
+use crate::reweight::rule::{RuleStep, StepRule};
 
 /// Inverse-frequency class weights `N / (C·n_c)` (0 for empty classes), mean weight 1 per example.
 pub fn proportional_class_weights(counts: &[usize]) -> Vec<f64> {
@@ -76,16 +74,10 @@ impl StepRule for RandomWeights {
         true
     }
 
-    fn prepare(
-        &mut self,
-        s: RuleStep<'_>,
-        _meta_batch: &mut MetaDraw<'_>,
-        rng: &mut StdRng,
-        _monitor: &StepMonitor,
-    ) -> Result<Option<InnerForward>> {
+    fn prepare(&mut self, s: RuleStep<'_>) -> Result<Option<InnerForward>> {
         let n = s.labels.dims1()?;
         let w: Vec<f64> = (0..n)
-            .map(|_| StandardNormal.sample(rng))
+            .map(|_| StandardNormal.sample(s.rng))
             .map(|x: f64| x.abs())
             .collect();
         let sum: f64 = w.iter().sum::<f64>().max(f64::MIN_POSITIVE);
