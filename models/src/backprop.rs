@@ -33,10 +33,21 @@ static WORKERS: OnceLock<Vec<Mutex<Sender<Job>>>> = OnceLock::new();
 /// Builds rayon's global pool (if nobody has yet) with every thread detaching, starts `n`
 /// dedicated detached workers (one per training run that goes side by side; at least one) for
 /// when the pool was built elsewhere, and leaves `CANDLE_GRAD_DO_NOT_DETACH=1` set for every
-/// thread that starts afterwards. Call it first thing in `main`, while the process has one
-/// thread (it changes the environment); later calls do nothing. The pool's size is rayon's
-/// default (`RAYON_NUM_THREADS`, else one thread per core).
-pub fn start_detached_threads(n: usize) {
+/// thread that starts afterwards. Later calls do nothing. The pool's size is rayon's default
+/// (`RAYON_NUM_THREADS`, else one thread per core). [`crate::init()`] calls it; prefer that.
+///
+/// Why the variable is toggled: candle reads it once per thread, at the thread's first
+/// `backward()`. It is set to `0` while the new threads run their first backward (so they
+/// detach: first-order passes that free each intermediate gradient), then to `1`, so that the
+/// calling thread and every thread started later keep second-order gradients.
+///
+/// # Safety
+///
+/// It sets environment variables, which is sound only while no other thread reads or writes the
+/// environment: call it while the process has a single thread (first thing in `main`), before
+/// any backward pass of the calling thread. The threads it starts have finished their first
+/// backward (the only time they read the environment) before the variable is set again.
+pub unsafe fn start_detached_threads(n: usize) {
     if WORKERS.get().is_some() {
         return;
     }

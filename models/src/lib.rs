@@ -1,8 +1,10 @@
 //! candle models with functional parameters, losses, optimisers and the meta-gradient step.
 
 pub mod backprop;
+pub mod candle_module;
 pub mod checkpoint;
 pub mod classifier;
+pub mod flops;
 pub mod init;
 pub mod layers;
 pub mod loss;
@@ -12,9 +14,12 @@ pub mod models;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod process;
+pub mod registry;
 
 pub use classifier::{Classifier, Ctx};
 pub use params::{ParamSet, ParamStore};
+pub use process::{init, init_with, InitOptions};
 
 /// The names most users need: `use zoo_models::prelude::*;`.
 pub mod prelude {

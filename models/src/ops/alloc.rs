@@ -12,12 +12,19 @@ use std::sync::Once;
 
 static ONCE: Once = Once::new();
 
-/// Applies the tuning once per process (later calls do nothing). The fast CPU ops call it on
-/// first use; binaries may call it first thing in `main`. A no-op off glibc.
-pub fn keep_freed_memory() {
+/// Applies the tuning once per process (later calls do nothing); a no-op off glibc.
+/// [`crate::init()`] calls it; prefer that.
+///
+/// # Safety
+///
+/// glibc documents `mallopt` as MT-Unsafe (`const:mallopt`: `malloc` reads the parameters it
+/// changes without a lock). Call it while the process has a single thread, first thing in
+/// `main`, before any other thread can allocate.
+pub unsafe fn keep_freed_memory() {
     ONCE.call_once(|| {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: mallopt only changes allocator parameters; it takes the arena lock itself.
+        // SAFETY: single-threaded by this function's contract; mallopt only changes allocator
+        // parameters.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);

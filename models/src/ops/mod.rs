@@ -21,6 +21,7 @@ mod backend;
 mod bias;
 mod bn;
 mod conv;
+mod geom;
 mod kernels;
 mod linear;
 pub mod nonempty;
@@ -30,6 +31,7 @@ mod relu;
 pub(crate) mod sgd;
 mod winograd;
 
+use crate::flops::{self, LayerKind};
 pub use alloc::keep_freed_memory;
 pub use backend::{backend, set_backend, with_backend, Backend, BackendScope};
 use candle_core::{DType, Result, Tensor, D};
@@ -197,13 +199,9 @@ pub mod reference {
 
 /// Whether `x` goes through the fast path: selected, on the CPU, and f32/f64.
 fn use_fast(x: &Tensor) -> bool {
-    let fast = backend() == Backend::Fast
+    backend() == Backend::Fast
         && x.device().is_cpu()
-        && matches!(x.dtype(), DType::F32 | DType::F64);
-    if fast {
-        keep_freed_memory();
-    }
-    fast
+        && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
 /// Whether the other operands share `x`'s dtype and live on the CPU too.
@@ -221,12 +219,13 @@ pub fn conv2d(
     padding: usize,
     groups: usize,
 ) -> Result<Tensor> {
-    if use_fast(x) && w.dtype() == x.dtype() && w.device().is_cpu() {
-        let g = conv::Geom::new(x.dims4()?, w.dims4()?, stride, padding, groups)?;
+    let y = if use_fast(x) && w.dtype() == x.dtype() && w.device().is_cpu() {
+        let g = geom::Geom::new(x.dims4()?, w.dims4()?, stride, padding, groups)?;
         conv::conv(g, x, w)
     } else {
         reference::conv2d(x, w, stride, padding, groups)
-    }
+    };
+    flops::note(LayerKind::Conv, w, y)
 }
 
 /// [`conv2d`] followed by `+ b[channel]` (`b` of shape `(c_out,)`): a convolution layer with
@@ -263,9 +262,10 @@ fn conv_bias_maybe_relu(
     relu_after: bool,
 ) -> Result<Tensor> {
     if use_fast(x) && same_cpu(x, &[w, b]) {
-        let g = conv::Geom::new(x.dims4()?, w.dims4()?, stride, padding, groups)?;
-        return conv::conv_bias(g, x, w, b, relu_after);
+        let g = geom::Geom::new(x.dims4()?, w.dims4()?, stride, padding, groups)?;
+        return flops::note(LayerKind::Conv, w, conv::conv_bias(g, x, w, b, relu_after));
     }
+    // Counted by `conv2d`.
     let y = add_bias(&conv2d(x, w, stride, padding, groups)?, b)?;
     if relu_after {
         relu(&y)
@@ -325,14 +325,15 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let fast = linear_is_fast(x, w);
     if let (true, Some(b)) = (fast, b) {
         if same_cpu(x, &[b]) {
-            return linear::linear_bias(x, w, b, false);
+            return flops::note(LayerKind::Linear, w, linear::linear_bias(x, w, b, false));
         }
     }
     let y = if fast {
-        linear::linear(x, w)?
+        linear::linear(x, w)
     } else {
-        reference::linear(x, w)?
+        reference::linear(x, w)
     };
+    let y = flops::note(LayerKind::Linear, w, y)?;
     match b {
         // The bias is on the last dim; for 2-D outputs that is dim 1, which `add_bias` serves.
         Some(b) if y.rank() == 2 => add_bias(&y, b),
@@ -350,8 +351,9 @@ fn linear_is_fast(x: &Tensor, w: &Tensor) -> bool {
 /// the output while it is in cache and has no graph node of its own).
 pub fn linear_relu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     if linear_is_fast(x, w) && same_cpu(x, &[b]) {
-        linear::linear_bias(x, w, b, true)
+        flops::note(LayerKind::Linear, w, linear::linear_bias(x, w, b, true))
     } else {
+        // Counted by `linear`.
         relu(&linear(x, w, Some(b))?)
     }
 }

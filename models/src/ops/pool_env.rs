@@ -13,9 +13,14 @@
 /// Lowers candle's barrier-pool spin limit (`CANDLE_BARRIER_POOL_SPIN_LIMIT=0`) and, with
 /// several training runs side by side (`jobs > 1`) or on a machine with at most 4 cores, gives
 /// the pool no workers (`CANDLE_NUM_THREADS=1`: elementwise ops run on the calling thread).
-/// Variables the user has set are left alone. It changes the environment, so call it while the
-/// process has a single thread, before the first tensor op.
-pub fn tame_candle_pool(jobs: usize) {
+/// Variables the user has set are left alone. [`crate::init()`] calls it; prefer that.
+///
+/// # Safety
+///
+/// It sets environment variables, which is sound only while no other thread reads or writes the
+/// environment: call it while the process has a single thread (first thing in `main`), before
+/// the first tensor op (candle reads these variables once).
+pub unsafe fn tame_candle_pool(jobs: usize) {
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
     }

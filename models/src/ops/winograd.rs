@@ -11,7 +11,7 @@
 //! (interpolation points 0, ±1, ±2) are at most 8 in size, so in f32 the rounding stays within
 //! the ops' tests' tolerance, and gradients through it stay exact to the same tolerance.
 
-use super::conv::Geom;
+use super::geom::Geom;
 use super::kernels::{gemm, per_chunk, sum_per_thread, Mat, Real};
 
 /// Below this many input channels the transform-domain gemms are too thin (inner dimension =
