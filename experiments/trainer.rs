@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use zoo_data::{Batch, Loader};
 use zoo_models::metrics::{Predictions, Reliability};
@@ -180,8 +180,9 @@ fn lr_for(schedule: &LrSchedule, unit: ScheduleUnit, epoch: usize, step: u64) ->
     }
 }
 
+/// Read on the host (Metal has no f64).
 fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+    Ok(zoo_models::readout::scalar_f64(t)?)
 }
 
 impl EpochTask for ClassifierTrainer<'_> {

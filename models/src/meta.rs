@@ -363,7 +363,7 @@ fn backward_scalar(t: &Tensor, what: &str) -> Result<GradStore> {
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
-    t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?[..]
+    crate::readout::vec_f64(t)?[..]
         .first()
         .copied()
         .ok_or_else(|| candle_core::Error::Msg("empty loss".into()))

@@ -86,11 +86,7 @@ impl Predictions {
         if let Some(&bad) = y.iter().find(|&&l| l as usize >= c) {
             bail!("label {bad} out of range for {c} classes")
         }
-        let z = logits
-            .detach()
-            .to_dtype(DType::F64)?
-            .flatten_all()?
-            .to_vec1::<f64>()?;
+        let z = crate::readout::vec_f64(&logits.detach())?;
         if z.iter().any(|x| !x.is_finite()) {
             bail!("non-finite logits in evaluation")
         }

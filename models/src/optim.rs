@@ -11,7 +11,7 @@
 //! gradients silently through ops without a backward pass).
 
 use crate::params::ParamStore;
-use candle_core::{backprop::GradStore, bail, DType, Device, Result, Tensor, Var};
+use candle_core::{backprop::GradStore, bail, Device, Result, Tensor, Var};
 use std::collections::BTreeMap;
 
 /// An optimiser over a [`ParamStore`]'s trainable variables.
@@ -83,7 +83,7 @@ fn scalar_state(v: f64) -> Result<Tensor> {
 }
 
 fn read_scalar(t: &Tensor) -> Result<f64> {
-    t.to_dtype(DType::F64)?
+    crate::readout::to_host_f64(t)?
         .flatten_all()?
         .to_vec1::<f64>()?
         .first()
