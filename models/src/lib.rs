@@ -14,6 +14,7 @@ pub mod models;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod readout;
 pub mod process;
 pub mod registry;
 
