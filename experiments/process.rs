@@ -63,21 +63,19 @@ fn peek_flag(args: &[String], flag: &str) -> Option<String> {
 /// Process start-up. **Call it as the first statement of `main`**, before parsing arguments,
 /// spawning threads or touching a tensor.
 ///
-/// 1. Sets `CANDLE_GRAD_DO_NOT_DETACH=1`. candle reads it once per thread at that thread's first
-///    `backward()`; without it every second-order gradient (L2RW, MWN, MLNT meta-steps) is
-///    silently wrong. Setting environment variables is only sound while the process has a single
-///    thread, hence "first statement". Before it, builds rayon's pool with threads that run
-///    first-order backward passes without keeping gradient graphs, and fallback workers (one per
-///    `--jobs`) ([`zoo_models::backprop`]); sizes candle's elementwise pool
-///    ([`zoo_models::ops::tame_candle_pool`]: no spinning, and no workers with `--jobs N`, N > 1,
-///    or on at most 4 cores) and keeps freed buffers mapped
-///    ([`zoo_models::ops::keep_freed_memory`]).
-/// 2. Reads `--threads N` and `--hf-home DIR` from the raw arguments and exports
-///    `RAYON_NUM_THREADS` (candle's pools follow it) and `HF_HOME`: thread pools are sized once,
-///    at first use, so this cannot wait for clap. (clap still parses and validates the flags.)
-/// 3. Installs the tracing subscriber (`RUST_LOG`, default `info`) writing to stderr without
+/// 1. Reads `--jobs N`, `--threads N` and `--hf-home DIR` from the raw arguments (thread pools
+///    are sized once, at first use, so this cannot wait for clap; clap still parses and
+///    validates the flags), exports `HF_HOME`, then calls [`zoo_models::init_with`]: it exports
+///    `RAYON_NUM_THREADS` (candle's pools follow it), sizes candle's elementwise pool (no
+///    spinning, and no workers with `--jobs N`, N > 1, or on at most 4 cores), keeps freed
+///    buffers mapped, builds rayon's pool with threads that run first-order backward passes
+///    without keeping gradient graphs (and fallback workers, one per `--jobs`), and sets
+///    `CANDLE_GRAD_DO_NOT_DETACH=1`, without which every second-order gradient (L2RW, MWN,
+///    MLNT meta-steps) is silently wrong. Setting environment variables is only sound while the
+///    process has a single thread, hence "first statement".
+/// 2. Installs the tracing subscriber (`RUST_LOG`, default `info`) writing to stderr without
 ///    tearing progress bars, in colour only when stderr is a terminal.
-/// 4. Runs [`second_order_self_test`]; on failure prints the reason and exits with status 2, since
+/// 3. Runs [`second_order_self_test`]; on failure prints the reason and exits with status 2, since
 ///    training on would produce wrong numbers without any error.
 pub fn init_process() {
     let args: Vec<String> = std::env::args().collect();
@@ -85,22 +83,12 @@ pub fn init_process() {
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(1)
         .clamp(1, 64);
-    if let Some(n) = peek_flag(&args, "--threads") {
-        if n.parse::<usize>().is_ok_and(|n| n > 0) {
-            std::env::set_var("RAYON_NUM_THREADS", &n);
-        }
-    }
-    // candle's elementwise pool spins at its barrier; with runs side by side (`--jobs N`) they
-    // would also queue for it (measured: 15 % of the CPU). See `tame_candle_pool`.
-    zoo_models::ops::tame_candle_pool(jobs);
-    zoo_models::ops::keep_freed_memory();
+    let threads = peek_flag(&args, "--threads").and_then(|n| n.parse::<usize>().ok());
     if let Some(dir) = peek_flag(&args, "--hf-home") {
         std::env::set_var("HF_HOME", dir);
     }
-    // Last of the environment: sets CANDLE_GRAD_DO_NOT_DETACH=1 for this and every later thread,
-    // after building rayon's pool with threads that run first-order backward passes detached
-    // (and fallback workers, one per run side by side; zoo_models::backprop).
-    zoo_models::backprop::start_detached_threads(jobs);
+    // SAFETY: the binaries call this first in main, while the process has one thread.
+    unsafe { zoo_models::init_with(&zoo_models::InitOptions { jobs, threads }) };
     // Fix the recorded git revision to the code this process started from.
     let _ = crate::results::git_revision();
     let filter = tracing_subscriber::EnvFilter::builder()
