@@ -444,3 +444,35 @@ pub(super) fn sanitize(s: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{upgrade, RunResult};
+    use crate::reweight::json_test_accuracy;
+
+    /// An entry of a `results.json` written before the core (results/mwn/cpu, seed 0, CE).
+    const OLD: &str = r#"{"part": "noise", "dataset": "cifar10", "setting": "uniform_any:0.4",
+        "method": "ce", "seed": 0, "config_key": "24248667a0e56ae1", "test_accuracy": 58.58,
+        "test_accuracy_per_class": [66.9, 72.3, 37.6, 26.3, 48.1, 62.8, 70.8, 60.8, 72.8, 67.4],
+        "step_ms": 305.515785115625, "weight_flagged": null, "weight_other": null,
+        "vnet_flagged": null, "vnet_other": null, "vnet_slope": null, "weight_fn": null,
+        "n_train": 10000, "n_flagged": 3553, "n_meta": 1000, "n_test": 10000}"#;
+
+    #[test]
+    fn results_written_before_the_core_still_merge_and_read() {
+        let old: serde_json::Value = serde_json::from_str(OLD).unwrap();
+        assert_eq!(json_test_accuracy(&old), Some(58.58));
+        let r: RunResult = serde_json::from_value(upgrade(old)).unwrap();
+        assert_eq!(
+            (r.run.seed, r.run.n_train, r.run.n_flagged),
+            (0, 10000, 3553)
+        );
+        assert!((r.run.test_accuracy() - 58.58).abs() < 1e-9);
+        assert_eq!(r.run.test_error_per_class.len(), 10);
+        assert_eq!(r.run.weighted_step_ms, None);
+        // Written again, it is in the current schema and reads back the same.
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v.get("test_accuracy").is_none() && v["test_error"].is_f64());
+        assert_eq!(json_test_accuracy(&v), Some(r.run.test_accuracy()));
+    }
+}

@@ -21,6 +21,7 @@ mod mlnt;
 mod mwn_cli;
 mod mwn_meta;
 mod results_report;
+mod reweight_core;
 mod runner_classifier;
 mod runner_core;
 mod run_guards;
