@@ -44,6 +44,7 @@ pub mod mlnt;
 pub mod mwn;
 pub mod out_lock;
 pub mod parallel;
+pub mod plan;
 pub mod plot;
 pub mod preflight;
 pub mod report;
@@ -51,6 +52,7 @@ pub mod results;
 pub mod reweight;
 pub mod runner;
 pub mod stats;
+pub mod sweep;
 pub mod trainer;
 
 mod process;

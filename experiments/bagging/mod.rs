@@ -20,12 +20,14 @@ pub mod datasets;
 pub mod ensemble;
 pub mod experiment;
 pub mod neural;
+pub mod plan;
 
 use std::fmt::Write as _;
 
 use anyhow::Result;
 
 pub use experiment::{Config, DatasetResult, RepResult, ALL_DATASETS};
+pub use plan::{drive, plan, run, BaggingRuns};
 
 use crate::plot::{line_chart, Labels, Series};
 use crate::results::{Row, SeedStats, Summary};
@@ -273,41 +275,28 @@ fn write_curves(exp: &Experiment<Config>, results: &[Vec<DatasetResult>]) -> Res
     Ok(files)
 }
 
-/// Runs the whole experiment for `exp` (all data sets, all seeds, then the neural part if
-/// configured), writes `repetitions.json`, the curves and the summary; returns the summary.
-pub fn run(exp: &Experiment<Config>) -> Result<Summary> {
+/// Writes `repetitions.json`, `neural.json`, the curves and the summary from every data set's
+/// per-seed results (in the config's order) and the neural part's; returns the summary.
+pub fn summarise(
+    exp: &Experiment<Config>,
+    results: &[Vec<DatasetResult>],
+    neural: Option<neural::NeuralOutcome>,
+) -> Result<Summary> {
     let cfg = &exp.config;
-    let mut results: Vec<Vec<DatasetResult>> = Vec::new();
-    for name in &cfg.datasets {
-        let mut per_seed = Vec::new();
-        for &seed in exp.common.seeds() {
-            let r = experiment::run_dataset(cfg, name, seed)?;
-            tracing::info!(
-                "{name} seed {seed}: single {:.4}, bagged {:.4} ({} reps, {:.1} s)",
-                mean_of(&r.reps, |x| x.single),
-                mean_of(&r.reps, |x| x.bagged),
-                r.reps.len(),
-                r.seconds
-            );
-            per_seed.push(r);
-        }
-        results.push(per_seed);
-    }
     exp.results.write_json("repetitions.json", &results)?;
-    let neural = match &cfg.neural {
-        Some(ncfg) => Some(neural::run(exp, ncfg)?),
-        None => None,
-    };
+    if let Some(n) = &neural {
+        exp.results.write_json("neural.json", n)?;
+    }
     let mut summary = Summary::new(
         exp,
         PAPER,
         "Bagging CART: mean test error of a single pruned tree vs 50 bagged trees (misclassification % \
          or test MSE), with AdaBoost.M1 beside it",
     )?;
-    for per_seed in &results {
+    for per_seed in results {
         add_rows(&mut summary, per_seed);
     }
-    for f in write_curves(exp, &results)? {
+    for f in write_curves(exp, results)? {
         summary.plot(f);
     }
     if let Some(n) = neural {

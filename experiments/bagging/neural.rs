@@ -297,165 +297,180 @@ pub fn disagreement_variance(preds: &[Vec<usize>], classes: usize) -> f64 {
     total / n.max(1) as f64
 }
 
-/// Runs the neural part for every seed of `exp`.
-pub fn run(exp: &Experiment<Config>, cfg: &NeuralConfig) -> Result<NeuralOutcome> {
+/// Fashion-MNIST, loaded once for every seed of the neural part.
+pub struct FashionData {
+    train: zoo_data::ImageDataset,
+    xte: Tensor,
+    yte: Vec<u32>,
+    n_test: usize,
+}
+
+/// Loads Fashion-MNIST and the test subset of `cfg`.
+pub fn load_data(exp: &Experiment<Config>, cfg: &NeuralConfig) -> Result<FashionData> {
     let src = zoo_data::DataSource::from_option(exp.common.data_dir.clone());
     let train = zoo_data::load("fashion_mnist", zoo_data::Split::Train, &src)
         .context("bagging neural part: loading Fashion-MNIST (set --hf-home or HF_HOME, or pass --no-neural)")?;
     let test = zoo_data::load("fashion_mnist", zoo_data::Split::Test, &src)
         .context("bagging neural part: loading the Fashion-MNIST test split")?;
+    let test_idx: Vec<usize> = (0..cfg.test_subset.min(test.len())).collect();
+    let (xte, _, yte) = to_tensors(&test, &test_idx, &exp.device)?;
+    Ok(FashionData {
+        train,
+        xte,
+        yte,
+        n_test: test_idx.len(),
+    })
+}
+
+/// The neural part for one seed: single nets, bagged members, their ensemble and students.
+pub fn run_seed(
+    exp: &Experiment<Config>,
+    cfg: &NeuralConfig,
+    data: &FashionData,
+    seed: u64,
+) -> Result<NeuralSeed> {
+    let (train, xte, yte) = (&data.train, &data.xte, data.yte.as_slice());
     let classes = train.num_classes;
     let dev = &exp.device;
-    let test_idx: Vec<usize> = (0..cfg.test_subset.min(test.len())).collect();
-    let (xte, _, yte) = to_tensors(&test, &test_idx, dev)?;
-    let mut seeds = Vec::new();
-    for &seed in exp.common.seeds() {
-        let started = std::time::Instant::now();
-        let mut rng = StdRng::seed_from_u64(mix_seed(seed, 1000, 0));
-        // Class-balanced subset of the training split.
-        let per_class = cfg.train_subset / classes;
-        let mut by_class = vec![Vec::new(); classes];
-        for (i, &l) in train.labels.iter().enumerate() {
-            by_class[l as usize].push(i);
+    let started = std::time::Instant::now();
+    let mut rng = StdRng::seed_from_u64(mix_seed(seed, 1000, 0));
+    // Class-balanced subset of the training split.
+    let per_class = cfg.train_subset / classes;
+    let mut by_class = vec![Vec::new(); classes];
+    for (i, &l) in train.labels.iter().enumerate() {
+        by_class[l as usize].push(i);
+    }
+    let mut subset = Vec::new();
+    for c in by_class.iter_mut() {
+        c.shuffle(&mut rng);
+        if c.len() < per_class {
+            bail!(
+                "Fashion-MNIST has only {} images of a class, need {per_class}",
+                c.len()
+            );
         }
-        let mut subset = Vec::new();
-        for c in by_class.iter_mut() {
-            c.shuffle(&mut rng);
-            if c.len() < per_class {
-                bail!(
-                    "Fashion-MNIST has only {} images of a class, need {per_class}",
-                    c.len()
-                );
-            }
-            subset.extend_from_slice(&c[..per_class]);
-        }
-        let (xtr, ytr, _) = to_tensors(&train, &subset, dev)?;
-        let all: Vec<usize> = (0..subset.len()).collect();
-        // Unlabelled transfer images: training-split images outside the subset.
-        let mut in_subset = vec![false; train.len()];
-        subset.iter().for_each(|&i| in_subset[i] = true);
-        let mut rest: Vec<usize> = (0..train.len()).filter(|&i| !in_subset[i]).collect();
-        rest.shuffle(&mut rng);
-        rest.truncate(cfg.transfer_images);
-        let (xex, _, _) = to_tensors(&train, &rest, dev)?;
-        let mut sum_extra = vec![vec![0.0f64; classes]; rest.len()];
+        subset.extend_from_slice(&c[..per_class]);
+    }
+    let (xtr, ytr, _) = to_tensors(train, &subset, dev)?;
+    let all: Vec<usize> = (0..subset.len()).collect();
+    // Unlabelled transfer images: training-split images outside the subset.
+    let mut in_subset = vec![false; train.len()];
+    subset.iter().for_each(|&i| in_subset[i] = true);
+    let mut rest: Vec<usize> = (0..train.len()).filter(|&i| !in_subset[i]).collect();
+    rest.shuffle(&mut rng);
+    rest.truncate(cfg.transfer_images);
+    let (xex, _, _) = to_tensors(train, &rest, dev)?;
+    let mut sum_extra = vec![vec![0.0f64; classes]; rest.len()];
 
-        let member_seeds = cfg.members.min(3);
-        let mut single_preds = Vec::new();
-        let mut single_errors = Vec::new();
-        for k in 0..member_seeds {
-            let mut r = StdRng::seed_from_u64(mix_seed(seed, 1001, k as u64));
-            let net = train_mlp(cfg, &xtr, &ytr, &all, None, classes, dev, &mut r)?;
-            let pred: Vec<usize> = net.probs(&xte)?.iter().map(|p| argmax(p)).collect();
-            single_errors.push(error_pct(&pred, &yte));
-            single_preds.push(pred);
+    let member_seeds = cfg.members.min(3);
+    let mut single_preds = Vec::new();
+    let mut single_errors = Vec::new();
+    for k in 0..member_seeds {
+        let mut r = StdRng::seed_from_u64(mix_seed(seed, 1001, k as u64));
+        let net = train_mlp(cfg, &xtr, &ytr, &all, None, classes, dev, &mut r)?;
+        let pred: Vec<usize> = net.probs(xte)?.iter().map(|p| argmax(p)).collect();
+        single_errors.push(error_pct(&pred, yte));
+        single_preds.push(pred);
+    }
+    let mut member_errors = Vec::new();
+    let mut member_preds = Vec::new();
+    let mut sum_test = vec![vec![0.0f64; classes]; data.n_test];
+    let mut sum_train = vec![vec![0.0f64; classes]; subset.len()];
+    let mut bagged_curve = Vec::new();
+    for m in 0..cfg.members {
+        let mut r = StdRng::seed_from_u64(mix_seed(seed, 1002, m as u64));
+        let boot: Vec<usize> = super::ensemble::bootstrap(&all, &mut r);
+        let net = train_mlp(cfg, &xtr, &ytr, &boot, None, classes, dev, &mut r)?;
+        let pt = net.probs(xte)?;
+        let pred: Vec<usize> = pt.iter().map(|p| argmax(p)).collect();
+        member_errors.push(error_pct(&pred, yte));
+        member_preds.push(pred);
+        for (s, p) in sum_test.iter_mut().zip(&pt) {
+            s.iter_mut().zip(p).for_each(|(a, b)| *a += *b as f64);
         }
-        let mut member_errors = Vec::new();
-        let mut member_preds = Vec::new();
-        let mut sum_test = vec![vec![0.0f64; classes]; test_idx.len()];
-        let mut sum_train = vec![vec![0.0f64; classes]; subset.len()];
-        let mut bagged_curve = Vec::new();
-        for m in 0..cfg.members {
-            let mut r = StdRng::seed_from_u64(mix_seed(seed, 1002, m as u64));
-            let boot: Vec<usize> = super::ensemble::bootstrap(&all, &mut r);
-            let net = train_mlp(cfg, &xtr, &ytr, &boot, None, classes, dev, &mut r)?;
-            let pt = net.probs(&xte)?;
-            let pred: Vec<usize> = pt.iter().map(|p| argmax(p)).collect();
-            member_errors.push(error_pct(&pred, &yte));
-            member_preds.push(pred);
-            for (s, p) in sum_test.iter_mut().zip(&pt) {
-                s.iter_mut().zip(p).for_each(|(a, b)| *a += *b as f64);
-            }
-            for (s, p) in sum_train.iter_mut().zip(net.probs(&xtr)?) {
+        for (s, p) in sum_train.iter_mut().zip(net.probs(&xtr)?) {
+            s.iter_mut().zip(&p).for_each(|(a, b)| *a += *b as f64);
+        }
+        if !rest.is_empty() {
+            for (s, p) in sum_extra.iter_mut().zip(net.probs(&xex)?) {
                 s.iter_mut().zip(&p).for_each(|(a, b)| *a += *b as f64);
             }
-            if !rest.is_empty() {
-                for (s, p) in sum_extra.iter_mut().zip(net.probs(&xex)?) {
-                    s.iter_mut().zip(&p).for_each(|(a, b)| *a += *b as f64);
-                }
-            }
-            let ens: Vec<usize> = sum_test.iter().map(|s| plurality(s)).collect();
-            bagged_curve.push(error_pct(&ens, &yte));
         }
-        let vote: Vec<usize> = (0..test_idx.len())
-            .map(|i| {
-                let mut c = vec![0.0; classes];
-                member_preds.iter().for_each(|p| c[p[i]] += 1.0);
-                plurality(&c)
-            })
-            .collect();
-        // Teacher logits: log of the ensemble's mean probability (softmax of it = the mean).
-        let m = cfg.members as f64;
-        let log_mean = |sums: &[Vec<f64>]| -> Result<Tensor> {
-            let v: Vec<f32> = sums
-                .iter()
-                .flat_map(|s| s.iter().map(move |v| ((v / m).max(1e-12)).ln() as f32))
-                .collect();
-            Ok(Tensor::from_vec(v, (sums.len(), classes), dev)?)
-        };
-        let teacher = log_mean(&sum_train)?;
-        let mut r = StdRng::seed_from_u64(mix_seed(seed, 1003, 0));
-        let student = train_mlp(cfg, &xtr, &ytr, &all, Some(&teacher), classes, dev, &mut r)?;
-        let spred: Vec<usize> = student.probs(&xte)?.iter().map(|p| argmax(p)).collect();
-        let transfer_student_error = if rest.is_empty() {
-            None
-        } else {
-            // Subset + unlabelled images, pure soft targets (α = 1: the labels are never read;
-            // the ensemble's own argmax is passed only to give the tensor its shape).
-            let xt = Tensor::cat(&[&xtr, &xex], 0)?;
-            let sums: Vec<Vec<f64>> = sum_train.iter().chain(&sum_extra).cloned().collect();
-            let t_all = log_mean(&sums)?;
-            let pseudo: Vec<u32> = sums.iter().map(|s| plurality(s) as u32).collect();
-            let yt = Tensor::from_vec(pseudo, sums.len(), dev)?;
-            let rows: Vec<usize> = (0..sums.len()).collect();
-            let soft_cfg = NeuralConfig {
-                alpha: 1.0,
-                ..cfg.clone()
-            };
-            let mut r = StdRng::seed_from_u64(mix_seed(seed, 1004, 0));
-            let st = train_mlp(
-                &soft_cfg,
-                &xt,
-                &yt,
-                &rows,
-                Some(&t_all),
-                classes,
-                dev,
-                &mut r,
-            )?;
-            let p: Vec<usize> = st.probs(&xte)?.iter().map(|p| argmax(p)).collect();
-            Some(error_pct(&p, &yte))
-        };
-        let out = NeuralSeed {
-            seed,
-            single_errors,
-            member_errors,
-            bagged_vote_error: error_pct(&vote, &yte),
-            bagged_curve,
-            member_variance: disagreement_variance(&member_preds, classes),
-            single_variance: disagreement_variance(&single_preds, classes),
-            student_error: error_pct(&spred, &yte),
-            transfer_student_error,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        tracing::info!(
-            "neural seed {seed}: single net {:.2}%, member {:.2}%, bagged {:.2}%, student {:.2}%, \
-             transfer-set student {:?} ({:.0} s)",
-            mean(&out.single_errors),
-            mean(&out.member_errors),
-            out.bagged_curve.last().copied().unwrap_or(f64::NAN),
-            out.student_error,
-            out.transfer_student_error,
-            out.seconds
-        );
-        seeds.push(out);
+        let ens: Vec<usize> = sum_test.iter().map(|s| plurality(s)).collect();
+        bagged_curve.push(error_pct(&ens, yte));
     }
-    let outcome = NeuralOutcome {
-        seeds,
-        config: cfg.clone(),
+    let vote: Vec<usize> = (0..data.n_test)
+        .map(|i| {
+            let mut c = vec![0.0; classes];
+            member_preds.iter().for_each(|p| c[p[i]] += 1.0);
+            plurality(&c)
+        })
+        .collect();
+    // Teacher logits: log of the ensemble's mean probability (softmax of it = the mean).
+    let m = cfg.members as f64;
+    let log_mean = |sums: &[Vec<f64>]| -> Result<Tensor> {
+        let v: Vec<f32> = sums
+            .iter()
+            .flat_map(|s| s.iter().map(move |v| ((v / m).max(1e-12)).ln() as f32))
+            .collect();
+        Ok(Tensor::from_vec(v, (sums.len(), classes), dev)?)
     };
-    exp.results.write_json("neural.json", &outcome)?;
-    Ok(outcome)
+    let teacher = log_mean(&sum_train)?;
+    let mut r = StdRng::seed_from_u64(mix_seed(seed, 1003, 0));
+    let student = train_mlp(cfg, &xtr, &ytr, &all, Some(&teacher), classes, dev, &mut r)?;
+    let spred: Vec<usize> = student.probs(xte)?.iter().map(|p| argmax(p)).collect();
+    let transfer_student_error = if rest.is_empty() {
+        None
+    } else {
+        // Subset + unlabelled images, pure soft targets (α = 1: the labels are never read;
+        // the ensemble's own argmax is passed only to give the tensor its shape).
+        let xt = Tensor::cat(&[&xtr, &xex], 0)?;
+        let sums: Vec<Vec<f64>> = sum_train.iter().chain(&sum_extra).cloned().collect();
+        let t_all = log_mean(&sums)?;
+        let pseudo: Vec<u32> = sums.iter().map(|s| plurality(s) as u32).collect();
+        let yt = Tensor::from_vec(pseudo, sums.len(), dev)?;
+        let rows: Vec<usize> = (0..sums.len()).collect();
+        let soft_cfg = NeuralConfig {
+            alpha: 1.0,
+            ..cfg.clone()
+        };
+        let mut r = StdRng::seed_from_u64(mix_seed(seed, 1004, 0));
+        let st = train_mlp(
+            &soft_cfg,
+            &xt,
+            &yt,
+            &rows,
+            Some(&t_all),
+            classes,
+            dev,
+            &mut r,
+        )?;
+        let p: Vec<usize> = st.probs(xte)?.iter().map(|p| argmax(p)).collect();
+        Some(error_pct(&p, yte))
+    };
+    let out = NeuralSeed {
+        seed,
+        single_errors,
+        member_errors,
+        bagged_vote_error: error_pct(&vote, yte),
+        bagged_curve,
+        member_variance: disagreement_variance(&member_preds, classes),
+        single_variance: disagreement_variance(&single_preds, classes),
+        student_error: error_pct(&spred, yte),
+        transfer_student_error,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    tracing::info!(
+        "neural seed {seed}: single net {:.2}%, member {:.2}%, bagged {:.2}%, student {:.2}%, \
+         transfer-set student {:?} ({:.0} s)",
+        mean(&out.single_errors),
+        mean(&out.member_errors),
+        out.bagged_curve.last().copied().unwrap_or(f64::NAN),
+        out.student_error,
+        out.transfer_student_error,
+        out.seconds
+    );
+    Ok(out)
 }
 
 fn mean(v: &[f64]) -> f64 {

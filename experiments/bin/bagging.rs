@@ -9,12 +9,15 @@ use clap::Parser;
 use zoo::bagging::ensemble::BagPruning;
 use zoo::bagging::{Config, ALL_DATASETS};
 use zoo::cli::{CommonArgs, ExperimentConfig};
+use zoo::plan::PlanArgs;
 
 #[derive(Parser)]
 #[command(about = "Breiman 1996 bagging predictors (CART), with AdaBoost.M1 and bagged MLPs")]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    plan: PlanArgs,
     /// Repetitions per data set (paper: 100).
     #[arg(long)]
     reps: Option<usize>,
@@ -63,8 +66,12 @@ fn main() -> Result<()> {
     if args.no_neural {
         cfg.neural = None;
     }
-    let exp = zoo::Experiment::setup("bagging", &args.common, cfg)?;
-    let summary = zoo::bagging::run(&exp)?;
-    println!("{}", summary.table_markdown());
+    if args.plan.list_runs {
+        return zoo::plan::list_runs("bagging", &args.common, cfg, zoo::bagging::plan);
+    }
+    let exp = zoo::plan::setup("bagging", &args.common, cfg, &args.plan)?;
+    if let Some(summary) = zoo::bagging::drive(&exp, &args.plan)? {
+        println!("{}", summary.table_markdown());
+    }
     Ok(())
 }

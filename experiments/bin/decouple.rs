@@ -22,6 +22,7 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use zoo::cli::{CommonArgs, ExperimentConfig};
 use zoo::decouple::{DataSpec, DecoupleConfig, Net, Sampling, Setting};
+use zoo::plan::PlanArgs;
 
 /// Decoupling representation and classifier for long-tailed recognition (Kang et al. 2020).
 #[derive(Parser)]
@@ -29,6 +30,8 @@ use zoo::decouple::{DataSpec, DecoupleConfig, Net, Sampling, Setting};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    plan: PlanArgs,
     /// Settings to run instead of the preset's, comma-separated: `cifar10:IF`, `cifar100:IF`
     /// (imbalance factor, e.g. 10, 50, 100, 200), `imagenet_lt`, `places_lt`.
     #[arg(long, value_delimiter = ',')]
@@ -159,8 +162,12 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let mut cfg = DecoupleConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;
-    let exp = zoo::Experiment::setup("decouple", &args.common, cfg)?;
-    let summary = zoo::decouple::run(&exp)?;
-    println!("{}", summary.table_markdown());
+    if args.plan.list_runs {
+        return zoo::plan::list_runs("decouple", &args.common, cfg, zoo::decouple::plan);
+    }
+    let exp = zoo::plan::setup("decouple", &args.common, cfg, &args.plan)?;
+    if let Some(summary) = zoo::decouple::drive(&exp, &args.plan)? {
+        println!("{}", summary.table_markdown());
+    }
     Ok(())
 }

@@ -19,6 +19,7 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use zoo::cli::{CommonArgs, ExperimentConfig};
 use zoo::distill::DistillConfig;
+use zoo::plan::PlanArgs;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +28,8 @@ use zoo::distill::DistillConfig;
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    plan: PlanArgs,
     /// Reuse a saved teacher (safetensors with PyTorch-style names, as this binary writes to
     /// OUT/teacher.safetensors) instead of training one.
     #[arg(long, value_name = "PATH")]
@@ -159,13 +162,21 @@ fn main() -> Result<()> {
     if args.tune && common.out.is_none() {
         common.out = Some(common.out_dir("distill").join("tune"));
     }
-    let exp = zoo::Experiment::setup("distill", &common, cfg)?;
+    if args.tune && (args.plan.partial() || args.plan.list_runs) {
+        bail!("--tune runs its own grid: it takes no --list-runs, --only, --shard or --summarise");
+    }
+    if args.plan.list_runs {
+        return zoo::plan::list_runs("distill", &common, cfg, zoo::distill::plan);
+    }
     if args.tune {
+        let exp = zoo::Experiment::setup("distill", &common, cfg)?;
         zoo::distill::experiment::tune(&exp, args.teacher.as_deref())?;
         println!("{}", std::fs::read_to_string(exp.results.path("tune.md"))?);
         return Ok(());
     }
-    let summary = zoo::distill::run(&exp, args.teacher.as_deref())?;
-    println!("{}", summary.table_markdown());
+    let exp = zoo::plan::setup("distill", &common, cfg, &args.plan)?;
+    if let Some(summary) = zoo::distill::drive(&exp, args.teacher.as_deref(), &args.plan)? {
+        println!("{}", summary.table_markdown());
+    }
     Ok(())
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zoo_data::corrupt::long_tail_indices;
 use zoo_data::sampler::{
     ClassBalanced, InstanceBalanced, ProgressivelyBalanced, Sampler, Sequential, SquareRoot,
@@ -26,7 +26,7 @@ use super::classifiers::{
 };
 use super::config::{DataSpec, DecoupleConfig, Net, Sampling, Schedule, Setting};
 use crate::plot::{self, Labels, Series};
-use crate::results::{SeedStats, Summary};
+use crate::results::SeedStats;
 use crate::runner::Runner;
 use crate::stats::mean_std;
 use crate::trainer::ClassifierTrainer;
@@ -64,7 +64,7 @@ pub fn role_rng(seed: u64, role: &str) -> StdRng {
 }
 
 /// Accuracy of one classifier on the test set, overall and by class group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Eval {
     /// Top-1 accuracy, %.
     pub accuracy: f64,
@@ -117,7 +117,7 @@ pub fn evaluate(test: &Predictions, val: &Predictions, train_counts: &[usize]) -
 }
 
 /// One classifier on one representation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     /// Setting tag (`cifar10_lt_if100`).
     pub setting: String,
@@ -134,7 +134,7 @@ pub struct RunResult {
 }
 
 /// Diagnostics of one representation (per seed): classifier norms and the τ sweep.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Diagnostics {
     /// Setting tag.
     pub setting: String,
@@ -487,7 +487,7 @@ fn stage2(
 }
 
 /// Seeds that train sampler number `k` (the first sampler: every seed).
-fn seeds_for(setting: &Setting, seeds: &[u64], k: usize) -> Vec<u64> {
+pub fn seeds_for(setting: &Setting, seeds: &[u64], k: usize) -> Vec<u64> {
     match setting.stage1.other_sampler_seeds {
         Some(m) if k > 0 => seeds.iter().copied().take(m).collect(),
         _ => seeds.to_vec(),
@@ -508,12 +508,10 @@ pub struct SettingOutcome {
     pub n_test: usize,
 }
 
-/// Runs one setting: stage 1 per sampler and seed, then stage 2 on each representation.
-pub fn run_setting(exp: &Experiment<DecoupleConfig>, setting: &Setting) -> Result<SettingOutcome> {
-    let dev = &exp.device;
+/// Loads a setting's data and checks that every class has training images.
+pub fn load_checked(exp: &Experiment<DecoupleConfig>, setting: &Setting) -> Result<SettingData> {
     let data = load_setting(setting, exp.common.data_dir.as_deref())?;
     let tag = setting.data.tag();
-    let nc = data.train.num_classes;
     let counts = data.train.class_counts();
     ensure!(
         counts.iter().all(|&c| c > 0),
@@ -527,6 +525,45 @@ pub fn run_setting(exp: &Experiment<DecoupleConfig>, setting: &Setting) -> Resul
         data.val.len(),
         data.test.len()
     );
+    Ok(data)
+}
+
+/// Where stage 1 leaves a representation's weights (stage 2 reads them from there, in the same
+/// process or another): `seed_<s>/<setting>/<sampler>/model.safetensors`.
+pub fn stage1_model_file(
+    exp: &Experiment<DecoupleConfig>,
+    setting: &Setting,
+    sampler: Sampling,
+    seed: u64,
+) -> std::path::PathBuf {
+    exp.results
+        .root()
+        .join(format!("seed_{seed}"))
+        .join(setting.data.tag())
+        .join(sampler.as_str())
+        .join("model.safetensors")
+}
+
+/// What stage 1 of one (sampler, seed) reports (its weights are in [`stage1_model_file`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stage1Run {
+    /// Training wall time, seconds.
+    pub stage1_s: f64,
+    /// Mean epoch time, seconds.
+    pub epoch_s: f64,
+}
+
+/// Stage 1: joint training with `sampler` on the shared runner; saves the weights.
+pub fn stage1(
+    exp: &Experiment<DecoupleConfig>,
+    setting: &Setting,
+    data: &SettingData,
+    sampler: Sampling,
+    seed: u64,
+) -> Result<Stage1Run> {
+    let dev = &exp.device;
+    let tag = setting.data.tag();
+    let nc = data.train.num_classes;
     let s1 = &setting.stage1;
     let augment = if s1.augment {
         match setting.data {
@@ -537,85 +574,101 @@ pub fn run_setting(exp: &Experiment<DecoupleConfig>, setting: &Setting) -> Resul
     } else {
         Augment::None
     };
-    let mut results = Vec::new();
-    let mut diags = Vec::new();
-    for (k, &sampler) in s1.samplers.iter().enumerate() {
-        for seed in seeds_for(setting, exp.common.seeds(), k) {
-            let model = build_net(&setting.net, nc, &mut role_rng(seed, "net"), dev)?;
-            let train = Loader::new(
-                &data.train,
-                s1.batch_size,
-                data.norm.clone(),
-                augment,
-                make_sampler(sampler, &data.train.labels, nc, s1.epochs)?,
-                role_rng(seed, &format!("loader-{sampler}")).random::<u64>(),
-                dev,
-            )?;
-            let val = Loader::new(
-                &data.val,
-                256,
-                data.norm.clone(),
-                Augment::None,
-                Box::new(Sequential { n: data.val.len() }),
-                0,
-                dev,
-            )?;
-            let opt = Sgd::new(s1.momentum, false, s1.weight_decay)?;
-            let mut task =
-                ClassifierTrainer::new(model, Box::new(opt), lr_schedule(s1), train, val)?
-                    .eval_prefix("val_");
-            let run = Runner::with_dir(&exp.results, &[seed], s1.epochs)
-                .resume(exp.common.resume)
-                .eval_every(s1.epochs)
-                .label(format!("{tag}/{sampler}"))
-                .run_seed(seed, &mut task)
-                .with_context(|| format!("{tag}: stage 1 with {sampler} sampling, seed {seed}"))?;
-            let stage1_s = run.history.last().map_or(0.0, |r| r.time_s);
-            let epoch_s = run.history.iter().map(|r| r.epoch_s).sum::<f64>()
-                / run.history.len().max(1) as f64;
-            let model = task.model.as_ref();
-            let bs = 256;
-            let f = Features {
-                train: extract_features(model, &data.train, &data.norm, bs, dev)?,
-                val: extract_features(model, &data.val, &data.norm, bs, dev)?,
-                test: extract_features(model, &data.test, &data.norm, bs, dev)?,
-            };
-            let p = model.store().params();
-            let (w, b) = model.head();
-            let joint = LinearHead {
-                weight: p.get(w)?.detach(),
-                bias: match b {
-                    Some(b) => Some(p.get(b)?.detach()),
-                    None => None,
-                },
-            };
-            let mut d = stage2(setting, &data, &f, &joint, sampler, seed, &mut results)?;
-            d.stage1_s = stage1_s;
-            d.epoch_s = epoch_s;
-            diags.push(d);
-        }
-    }
-    Ok(SettingOutcome {
-        results,
-        diagnostics: diags,
-        train_counts: counts,
-        n_val: data.val.len(),
-        n_test: data.test.len(),
+    let model = build_net(&setting.net, nc, &mut role_rng(seed, "net"), dev)?;
+    let train = Loader::new(
+        &data.train,
+        s1.batch_size,
+        data.norm.clone(),
+        augment,
+        make_sampler(sampler, &data.train.labels, nc, s1.epochs)?,
+        role_rng(seed, &format!("loader-{sampler}")).random::<u64>(),
+        dev,
+    )?;
+    let val = Loader::new(
+        &data.val,
+        256,
+        data.norm.clone(),
+        Augment::None,
+        Box::new(Sequential { n: data.val.len() }),
+        0,
+        dev,
+    )?;
+    let opt = Sgd::new(s1.momentum, false, s1.weight_decay)?;
+    let mut task = ClassifierTrainer::new(model, Box::new(opt), lr_schedule(s1), train, val)?
+        .eval_prefix("val_");
+    let run = Runner::with_dir(&exp.results, &[seed], s1.epochs)
+        .resume(exp.common.resume)
+        .eval_every(s1.epochs)
+        .label(format!("{tag}/{sampler}"))
+        .run_seed(seed, &mut task)
+        .with_context(|| format!("{tag}: stage 1 with {sampler} sampling, seed {seed}"))?;
+    let file = stage1_model_file(exp, setting, sampler, seed);
+    zoo_models::checkpoint::save_tensors(&file, &task.model.store().state_dict()?)?;
+    Ok(Stage1Run {
+        stage1_s: run.history.last().map_or(0.0, |r| r.time_s),
+        epoch_s: run.history.iter().map(|r| r.epoch_s).sum::<f64>()
+            / run.history.len().max(1) as f64,
     })
 }
 
-/// Runs every setting and writes `results.json`, `diagnostics.json`, `grid.md`, the plots and
-/// the summary.
-pub fn run(exp: &Experiment<DecoupleConfig>) -> Result<Summary> {
-    let mut outcomes = Vec::new();
-    for setting in &exp.config.settings {
-        outcomes.push((setting, run_setting(exp, setting)?));
-    }
-    let all: Vec<&RunResult> = outcomes.iter().flat_map(|(_, o)| &o.results).collect();
-    exp.results.write_json("results.json", &all)?;
-    let diags: Vec<&Diagnostics> = outcomes.iter().flat_map(|(_, o)| &o.diagnostics).collect();
-    exp.results.write_json("diagnostics.json", &diags)?;
-    super::report::summarise(exp, &outcomes)
+/// What stage 2 of one representation produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stage2Run {
+    /// Every classifier on this representation.
+    pub results: Vec<RunResult>,
+    /// Norms, τ sweep, stage-1 times.
+    pub diagnostics: Diagnostics,
+    /// Training images per class of the setting.
+    pub train_counts: Vec<usize>,
+    /// Validation images.
+    pub n_val: usize,
+    /// Test images.
+    pub n_test: usize,
+}
+
+/// Stage 2 on the representation stage 1 saved: cached features, then every classifier.
+pub fn stage2_run(
+    exp: &Experiment<DecoupleConfig>,
+    setting: &Setting,
+    data: &SettingData,
+    sampler: Sampling,
+    seed: u64,
+    s1: &Stage1Run,
+) -> Result<Stage2Run> {
+    let dev = &exp.device;
+    let nc = data.train.num_classes;
+    let model = build_net(&setting.net, nc, &mut role_rng(seed, "net"), dev)?;
+    let file = stage1_model_file(exp, setting, sampler, seed);
+    let sd = zoo_models::checkpoint::load_tensors(&file, dev)
+        .with_context(|| format!("the stage-1 representation {}", file.display()))?;
+    model.store().load_state_dict(&sd)?;
+    let model = model.as_ref();
+    let bs = 256;
+    let f = Features {
+        train: extract_features(model, &data.train, &data.norm, bs, dev)?,
+        val: extract_features(model, &data.val, &data.norm, bs, dev)?,
+        test: extract_features(model, &data.test, &data.norm, bs, dev)?,
+    };
+    let p = model.store().params();
+    let (w, b) = model.head();
+    let joint = LinearHead {
+        weight: p.get(w)?.detach(),
+        bias: match b {
+            Some(b) => Some(p.get(b)?.detach()),
+            None => None,
+        },
+    };
+    let mut results = Vec::new();
+    let mut d = stage2(setting, data, &f, &joint, sampler, seed, &mut results)?;
+    d.stage1_s = s1.stage1_s;
+    d.epoch_s = s1.epoch_s;
+    Ok(Stage2Run {
+        results,
+        diagnostics: d,
+        train_counts: data.train.class_counts(),
+        n_val: data.val.len(),
+        n_test: data.test.len(),
+    })
 }
 
 /// Mean and sample std over seeds of `f` over the results matching (setting, sampler, classifier).

@@ -12,6 +12,7 @@
 pub mod classifiers;
 pub mod config;
 pub mod experiment;
+pub mod plan;
 pub mod report;
 
 pub use classifiers::{
@@ -20,6 +21,7 @@ pub use classifiers::{
 };
 pub use config::{DataSpec, DecoupleConfig, Net, Sampling, Schedule, Setting, Stage1, Stage2};
 pub use experiment::{
-    build_net, evaluate, extract_features, load_setting, make_sampler, run, run_setting, Eval,
-    RunResult, SettingData, CLASSIFIERS, PAPER,
+    build_net, evaluate, extract_features, load_setting, make_sampler, Eval, RunResult,
+    SettingData, CLASSIFIERS, PAPER,
 };
+pub use plan::{drive, plan, run, DecoupleRuns};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plot::{self, Labels, Series};
 use crate::results::{Row, Summary};
@@ -58,7 +58,7 @@ pub fn build_mlp(net: &NetConfig, device: &Device, rng: &mut rand::rngs::StdRng)
 }
 
 /// Everything one trained net tells us.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetResult {
     /// Test errors (of the test set's size).
     pub test_errors: usize,
@@ -74,7 +74,7 @@ pub struct NetResult {
     pub train_s: f64,
 }
 
-fn evaluate(
+pub(super) fn evaluate(
     model: &Mlp,
     val: &EvalSet,
     test: &EvalSet,
@@ -115,7 +115,7 @@ pub fn teacher_file(out: &Path) -> PathBuf {
 }
 
 /// Trains the teacher (or loads it from `path`), returning it with its result.
-fn get_teacher(
+pub(super) fn get_teacher(
     exp: &Experiment<DistillConfig>,
     splits: &Splits,
     val: &EvalSet,
@@ -184,7 +184,7 @@ pub enum StudentKind {
 }
 
 impl StudentKind {
-    fn sgd(&self) -> &SgdConfig {
+    pub(super) fn sgd(&self) -> &SgdConfig {
         match self {
             StudentKind::Hard { sgd } | StudentKind::Distilled { sgd, .. } => sgd,
         }
@@ -192,17 +192,17 @@ impl StudentKind {
 }
 
 /// What every student run shares: the experiment, the data and the teacher's soft targets.
-struct Shared<'a> {
-    exp: &'a Experiment<DistillConfig>,
-    splits: &'a Splits,
-    val: &'a EvalSet,
-    test: &'a EvalSet,
-    /// Teacher logits for every image of `splits.train`.
-    teacher_logits: &'a Tensor,
+pub(super) struct Shared<'a> {
+    pub(super) exp: &'a Experiment<DistillConfig>,
+    pub(super) splits: &'a Splits,
+    pub(super) val: &'a EvalSet,
+    pub(super) test: &'a EvalSet,
+    /// Teacher logits for every image of `splits.train` (hard-label students need none).
+    pub(super) teacher_logits: Option<&'a Tensor>,
 }
 
 /// One student run on the transfer set `set`, logged under `seed_<s>/<label>/`.
-fn train_student(
+pub(super) fn train_student(
     sh: &Shared,
     seed: u64,
     label: &str,
@@ -223,6 +223,7 @@ fn train_student(
             let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
             let sub = sh
                 .teacher_logits
+                .context("a distilled student needs the teacher's logits")?
                 .index_select(&Tensor::new(ids.as_slice(), dev)?, 0)?;
             Targets::Soft {
                 teacher_logits: sub,
@@ -284,7 +285,7 @@ pub struct SeedResults {
     pub sweep: BTreeMap<String, NetResult>,
 }
 
-fn t_key(t: f64) -> String {
+pub(super) fn t_key(t: f64) -> String {
     format!("{t}")
 }
 
@@ -379,7 +380,7 @@ pub fn tune(
         splits: &p.splits,
         val: &p.val,
         test: &p.test,
-        teacher_logits: &p.teacher_logits,
+        teacher_logits: Some(&p.teacher_logits),
     };
     let seed = exp.common.seeds()[0];
     let mut points = Vec::new();
@@ -466,113 +467,22 @@ pub fn tune(
     Ok(points)
 }
 
-/// Runs the whole experiment and writes `summary.json`, `summary.md`, `results.json` and plots.
-pub fn run(exp: &Experiment<DistillConfig>, teacher_path: Option<&Path>) -> Result<Summary> {
-    let cfg = &exp.config;
-    let p = prepare(exp, teacher_path)?;
-    let (splits, val, test, teacher_logits, teacher_res) =
-        (&p.splits, &p.val, &p.test, &p.teacher_logits, &p.teacher);
-    let sh = Shared {
-        exp,
-        splits,
-        val,
-        test,
-        teacher_logits,
-    };
-    let omit = TransferSet::Omit {
-        class: cfg.omit_class,
-    };
-    let only = TransferSet::Only {
-        classes: cfg.only_classes.clone(),
-    };
-    let full = TransferSet::Full;
-    let t_main = cfg.kd.temperature;
-    let hard_kind = StudentKind::Hard {
-        sgd: cfg.student_sgd.clone(),
-    };
-    let kd_kind = |t: f64| StudentKind::Distilled {
-        t,
-        alpha: cfg.kd.alpha,
-        sgd: cfg.kd.sgd.clone(),
-    };
-    let seeds = exp.common.seeds().to_vec();
-    let mut per_seed = Vec::new();
-    for (k, &seed) in seeds.iter().enumerate() {
-        let tm = t_key(t_main);
-        let hard = train_student(&sh, seed, "student_hard", &hard_kind, &full)?;
-        let distilled = train_student(
-            &sh,
-            seed,
-            &format!("distill_T{tm}"),
-            &kd_kind(t_main),
-            &full,
-        )?;
-        let omit_r = train_student(
-            &sh,
-            seed,
-            &format!("{}_T{tm}", omit.tag()),
-            &kd_kind(t_main),
-            &omit,
-        )?;
-        let only_r = train_student(
-            &sh,
-            seed,
-            &format!("{}_T{tm}", only.tag()),
-            &kd_kind(t_main),
-            &only,
-        )?;
-        let mut sweep = BTreeMap::new();
-        if k < cfg.sweep_seeds {
-            for &t in &cfg.sweep_temperatures {
-                let r = if t == t_main {
-                    distilled.clone()
-                } else {
-                    train_student(
-                        &sh,
-                        seed,
-                        &format!("distill_T{}", t_key(t)),
-                        &kd_kind(t),
-                        &full,
-                    )?
-                };
-                sweep.insert(t_key(t), r);
-            }
-        }
-        per_seed.push(SeedResults {
-            seed,
-            hard,
-            distilled,
-            omit: omit_r,
-            only: only_r,
-            sweep,
-        });
-    }
-    exp.results.write_json(
-        "results.json",
-        &serde_json::json!({ "teacher": teacher_res, "seeds": per_seed }),
-    )?;
-    summarise(exp, splits, teacher_res, &per_seed)
-}
-
 fn f(v: usize) -> f64 {
     v as f64
 }
 
-fn summarise(
+/// The summary table and plots from the teacher's and the students' results (`test_counts`:
+/// test images per class).
+pub(super) fn summarise(
     exp: &Experiment<DistillConfig>,
-    splits: &Splits,
+    test_counts: &[usize],
     teacher: &NetResult,
     seeds: &[SeedResults],
 ) -> Result<Summary> {
     let cfg = &exp.config;
-    let n_test = splits.test.len();
+    let n_test: usize = test_counts.iter().sum();
     let omit_c = cfg.omit_class as usize;
-    let omit_n = splits
-        .test
-        .labels
-        .iter()
-        .filter(|&&y| y as usize == omit_c)
-        .count();
+    let omit_n = test_counts.get(omit_c).copied().unwrap_or(0);
     let t = cfg.kd.temperature;
     let mut s = Summary::new(exp, PAPER, format!("MNIST test errors (of {n_test})"))?;
     let col = |g: &dyn Fn(&SeedResults) -> f64| -> Vec<f64> { seeds.iter().map(g).collect() };

@@ -8,9 +8,11 @@
 pub mod config;
 pub mod data;
 pub mod experiment;
+pub mod plan;
 pub mod task;
 pub mod transfer;
 
 pub use config::{DistillConfig, KdConfig, LrDecay, NetConfig, SgdConfig};
-pub use experiment::{run, NetResult, SeedResults};
+pub use experiment::{NetResult, SeedResults};
+pub use plan::{drive, plan, run, DistillRuns};
 pub use transfer::{errors_with_shift, select_bias, BiasChoice, TransferSet};

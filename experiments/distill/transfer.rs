@@ -5,7 +5,7 @@
 //! so it is chosen and applied on stored logits, with no second forward pass. It is chosen on
 //! the validation split only; [`select_bias`] never sees test data.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which training images the distilled student learns from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -92,7 +92,7 @@ pub fn errors_with_shift(
 }
 
 /// The bias shift chosen on the validation split.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BiasChoice {
     /// Classes whose bias is shifted.
     pub classes: Vec<usize>,

@@ -20,6 +20,7 @@ mod l2rw_weights;
 mod mlnt;
 mod mwn_cli;
 mod mwn_meta;
+mod plan_merge;
 mod results_report;
 mod reweight_core;
 mod runner_classifier;
