@@ -128,3 +128,50 @@ pub fn random_images(
         },
     }
 }
+
+/// An f64 tensor of `shape` with roughly normal entries (a sum of four uniforms) times `scale`,
+/// for finite-difference checks.
+pub fn randn(rng: &mut rand::rngs::StdRng, shape: &[usize], scale: f64) -> candle_core::Tensor {
+    use rand::Rng;
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n)
+        .map(|_| (0..4).map(|_| rng.random::<f64>() - 0.5).sum::<f64>() * scale)
+        .collect();
+    candle_core::Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
+}
+
+/// A tensor's values, flattened, as f64.
+pub fn v1(t: &candle_core::Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// Asserts that a run of a binary (`what`, for the message) succeeded, with its stderr.
+pub fn assert_ok(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The `summary.json` a smoke run of `binary` wrote into `out`, checked to be that binary's smoke
+/// summary.
+pub fn smoke_summary(out: &Path, binary: &str) -> serde_json::Value {
+    let s = read_json(&out.join("summary.json"));
+    assert_eq!(s["binary"], binary);
+    assert_eq!(s["preset"], "smoke");
+    s
+}
+
+/// The names of a summary's rows, in order.
+pub fn row_names(s: &serde_json::Value) -> Vec<&str> {
+    let rows = s["rows"].as_array().expect("summary rows");
+    rows.iter()
+        .map(|r| r["name"].as_str().expect("row name"))
+        .collect()
+}

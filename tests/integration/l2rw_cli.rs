@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{
-    assert_rejected_before_work, cifar_dir, read_json, run_with_out, scratch, svg_plots,
+    assert_ok, assert_rejected_before_work, cifar_dir, read_json, row_names, run_with_out, scratch,
+    smoke_summary, svg_plots,
 };
 
 fn tmp(name: &str) -> PathBuf {
@@ -23,16 +24,10 @@ fn smoke_preset_end_to_end() {
         &["--preset", "smoke", "--cifar-dir", cifar.to_str().unwrap()],
         &out,
     );
-    assert!(
-        o.status.success(),
-        "smoke run failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let s = read_json(&out.join("summary.json"));
-    assert_eq!(s["binary"], "l2rw");
-    assert_eq!(s["preset"], "smoke");
+    assert_ok(&o, "smoke run");
+    let s = smoke_summary(&out, "l2rw");
     let rows = s["rows"].as_array().unwrap();
-    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names = row_names(&s);
     for m in ["plain", "proportional", "resample", "l2rw"] {
         assert!(
             names

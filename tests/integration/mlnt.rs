@@ -19,25 +19,9 @@ use zoo_models::models::{Mlp, MlpConfig};
 use zoo_models::{Classifier, Ctx, ParamSet};
 
 use crate::common::{
-    assert_rejected_before_work, cifar_dir, read_json, run_with_out, scratch, svg_plots,
+    assert_ok, assert_rejected_before_work, cifar_dir, randn, read_json, row_names, run_with_out,
+    scratch, smoke_summary, svg_plots, v1,
 };
-
-fn randn(rng: &mut StdRng, shape: &[usize], scale: f64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n)
-        .map(|_| (0..4).map(|_| rng.random::<f64>() - 0.5).sum::<f64>() * scale)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn v1(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
 
 #[test]
 fn neighbour_transfer_resamples_floor_rho_n_rows_with_batch_labels() {
@@ -243,30 +227,15 @@ fn mlnt_meta_gradient_matches_central_finite_differences() {
         candle_nn::ops::softmax(&randn(&mut rng, &[n, 4], 3.0), candle_core::D::Minus1).unwrap();
     let lr = 0.5;
     for steps in [1, 2] {
-        let g = mlnt_meta_gradient(
-            &model,
-            &theta,
-            &x,
-            (&ys, &p),
-            FastSteps {
+        let grad = |first_order| {
+            let fast = FastSteps {
                 lr,
                 steps,
-                first_order: false,
-            },
-        )
-        .unwrap();
-        let fo = mlnt_meta_gradient(
-            &model,
-            &theta,
-            &x,
-            (&ys, &p),
-            FastSteps {
-                lr,
-                steps,
-                first_order: true,
-            },
-        )
-        .unwrap();
+                first_order,
+            };
+            mlnt_meta_gradient(&model, &theta, &x, (&ys, &p), fast).unwrap()
+        };
+        let (g, fo) = (grad(false), grad(true));
         let want_loss = meta_loss_value(&model, &theta, &x, &ys, &p, lr, steps);
         assert!((g.meta_loss - want_loss).abs() < 1e-12, "meta loss value");
         let h = 1e-5;
@@ -315,16 +284,10 @@ fn smoke_preset_end_to_end() {
         &["--preset", "smoke", "--data-dir", dir.to_str().unwrap()],
         &out,
     );
-    assert!(
-        o.status.success(),
-        "smoke run failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let s = read_json(&out.join("summary.json"));
-    assert_eq!(s["binary"], "mlnt");
-    assert_eq!(s["preset"], "smoke");
+    assert_ok(&o, "smoke run");
+    let s = smoke_summary(&out, "mlnt");
     let rows = s["rows"].as_array().unwrap();
-    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names = row_names(&s);
     for m in [
         "ce",
         "mlnt",

@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{assert_rejected_before_work, cifar_dir, read_json, run_with_out, scratch};
+use crate::common::{
+    assert_ok, assert_rejected_before_work, cifar_dir, read_json, row_names, run_with_out, scratch,
+    smoke_summary,
+};
 
 fn tmp(name: &str) -> PathBuf {
     scratch("mwn", name)
@@ -36,17 +39,11 @@ fn smoke_preset_end_to_end() {
             ],
             &out,
         );
-        assert!(
-            o.status.success(),
-            "smoke run ({part}) failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert_ok(&o, &format!("smoke run ({part})"));
     }
-    let s = read_json(&out.join("summary.json"));
-    assert_eq!(s["binary"], "mwn");
-    assert_eq!(s["preset"], "smoke");
+    let s = smoke_summary(&out, "mwn");
     let rows = s["rows"].as_array().unwrap();
-    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names = row_names(&s);
     for m in ["ce", "focal", "class_balanced", "l2rw", "mwn"] {
         for setting in ["uniform_any:0.4", "cifar10-LT IF=5"] {
             assert!(

@@ -21,28 +21,13 @@ use zoo_models::loss::{self, Reduction};
 use zoo_models::models::{Mlp, MlpConfig, VNet};
 use zoo_models::{Classifier, Ctx, ParamSet};
 
-const H: f64 = 1e-5;
+use crate::common::{randn, v1};
 
-fn randn(rng: &mut StdRng, shape: &[usize], scale: f64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n)
-        .map(|_| (0..4).map(|_| rng.random::<f64>() - 0.5).sum::<f64>() * scale)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
+const H: f64 = 1e-5;
 
 fn labels(rng: &mut StdRng, n: usize, c: u32) -> Tensor {
     let v: Vec<u32> = (0..n).map(|_| rng.random_range(0..c)).collect();
     Tensor::from_vec(v, n, &Device::Cpu).unwrap()
-}
-
-fn v1(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 #[test]
