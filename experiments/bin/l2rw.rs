@@ -101,10 +101,13 @@ fn main() -> Result<()> {
         Some(d) => DataSource::Dir(d.clone()),
         None => args.common.data_source(),
     };
+    // --cifar-dir serves whichever CIFAR the config names (after --set), for the data check.
+    let cifar_dirs = args
+        .cifar_dir
+        .iter()
+        .flat_map(|d| ["cifar10", "cifar100"].map(|name| (name.to_string(), d.clone())));
     let opts = SetupOptions {
-        data_dirs: (args.cifar_dir.iter())
-            .map(|d| (cfg.cifar.dataset.clone(), d.clone()))
-            .collect(),
+        data_dirs: cifar_dirs.collect(),
         ..SetupOptions::default()
     };
     let exp = zoo::Experiment::setup_with("l2rw", &args.common, cfg, &opts)?;
