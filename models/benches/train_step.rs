@@ -1054,6 +1054,9 @@ fn parse_args() -> Result<Option<Args>> {
             bail!("unknown PyTorch mode {m} ({})", TORCH_MODES.join(", "));
         }
     }
+    if let Ok(p) = std::fs::canonicalize(&a.torch_bench) {
+        a.torch_bench = p.display().to_string();
+    }
     if a.secs <= 0.0 || a.threads == 0 || a.rounds == 0 || a.sgemm_secs <= 0.0 {
         bail!("--secs, --threads, --rounds and --sgemm-secs must be positive");
     }
