@@ -129,8 +129,33 @@ fn smoke_preset_writes_a_valid_summary() {
         .expect("cp tuned");
     assert_eq!(cp["grid"].as_array().expect("grid").len(), 2);
     assert!(cp["chosen"]["beta"].as_f64().is_some());
-    // Plots exist and are SVG.
-    svg_plots(&s, &out);
+    // Plots exist and are SVG, the penalty's β trade-off among them.
+    let plots = svg_plots(&s, &out);
+    assert!(
+        plots.iter().any(|p| p == "mnist_cp_beta_tradeoff.svg"),
+        "{plots:?}"
+    );
+    // Validation ECE is scored for every grid point, and the notes name the β best by error
+    // and by NLL and read the ordering with paired tests.
+    assert!(cp["grid"][0]["val"]["ece"].as_f64().is_some_and(|e| e >= 0.0));
+    let summary_notes: Vec<&str> = s["notes"]
+        .as_array()
+        .expect("notes")
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    assert!(
+        summary_notes
+            .iter()
+            .any(|n| n.contains("best by error β =") && n.contains("best by NLL β =")),
+        "{summary_notes:#?}"
+    );
+    assert!(
+        summary_notes
+            .iter()
+            .any(|n| n.contains("Paired t-tests over seeds")),
+        "{summary_notes:#?}"
+    );
     assert!(out.join("methods.md").is_file() && out.join("summary.md").is_file());
     let _ = std::fs::remove_dir_all(&out);
 }
