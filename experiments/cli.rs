@@ -96,6 +96,12 @@ pub struct CommonArgs {
     /// Run on the CPU even if a CUDA or Metal device is available.
     #[arg(long)]
     pub cpu: bool,
+    /// Run even if the work tree has uncommitted changes (`git status --porcelain
+    /// --untracked-files=no`); the summary then says on its first line that the tree was dirty.
+    /// Without it such a run is refused: its numbers would belong to no commit.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_dirty: bool,
     /// Output directory [default: results/BINARY/PRESET].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -129,6 +135,12 @@ pub struct CommonArgs {
     #[arg(long, value_name = "N", value_parser = parse_positive)]
     #[serde(default)]
     pub steps: Option<usize>,
+    /// The ops' implementation: `fast` (the CPU fast path) or `candle` (candle's own ops, what a
+    /// GPU runs, here on the CPU too) [default: fast on the CPU, candle on a GPU]. Recorded in
+    /// config.json; a run resumes only under the backend it was trained with.
+    #[arg(long, value_name = "fast|candle")]
+    #[serde(default)]
+    pub backend: Option<zoo_models::ops::Backend>,
 }
 
 /// Top-level config fields `--set` may not change: each has its own flag, whose value would
@@ -247,6 +259,7 @@ impl CommonArgs {
             preset,
             seeds: None,
             cpu: true,
+            allow_dirty: false,
             out: None,
             resume: false,
             data_dir: None,
@@ -255,6 +268,7 @@ impl CommonArgs {
             set: Vec::new(),
             jobs: None,
             steps: None,
+            backend: None,
         }
     }
 

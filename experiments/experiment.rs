@@ -28,6 +28,9 @@ pub struct Experiment<C> {
     pub results: ResultsDir,
     /// Where tensors live.
     pub device: Device,
+    /// The ops' implementation (`--backend`, else the device's default), selected on the
+    /// thread that set the experiment up.
+    pub backend: zoo_models::ops::Backend,
     /// Start of the experiment, for the summary's wall time.
     pub started: Instant,
     /// Held while the experiment lives: no other run writes into `results` meanwhile.
@@ -77,6 +80,7 @@ impl<C: ExperimentConfig> Experiment<C> {
         config: C,
         opts: &SetupOptions,
     ) -> Result<Self> {
+        crate::results::check_clean_tree(common.allow_dirty)?;
         let (config, common) = Self::resolve(binary, common, config)?;
         config.validate().with_context(|| {
             format!(
@@ -86,6 +90,7 @@ impl<C: ExperimentConfig> Experiment<C> {
         })?;
         common.validate()?;
         let device = crate::device(common.cpu)?;
+        let backend = crate::backend::resolve(common.backend, &device)?;
         let dir_for = |name: &str| {
             opts.data_dirs
                 .iter()
@@ -105,30 +110,32 @@ impl<C: ExperimentConfig> Experiment<C> {
             LockMode::Exclusive
         };
         let lock = OutLock::acquire(results.root(), mode)?;
-        let value = serde_json::to_value(&config)?;
+        let mut value = serde_json::to_value(&config)?;
+        crate::backend::record(&mut value, backend);
         let file = if opts.part_of_run {
             ConfigFile::CreateOrCompare
         } else {
             ConfigFile::Write
         };
         write_config::<C>(&results, &value, common.resume, file)?;
-        let results = results.with_identity(ConfigIdentity::with_upgrade(
-            &value,
-            with_current_defaults::<C>,
-        ));
+        let results =
+            results.with_identity(ConfigIdentity::with_upgrade(&value, upgrade_saved::<C>));
         tracing::info!(
-            "{binary} --preset {} seeds {:?} on {:?} -> {}",
+            "{binary} --preset {} seeds {:?} on {:?} ({backend} backend) -> {}",
             common.preset,
             common.seeds(),
             device,
             results.root().display()
         );
+        // This thread's ops (and, through `parallel`, those of runs side by side).
+        zoo_models::ops::set_backend(backend);
         Ok(Self {
             binary: binary.to_string(),
             config,
             common,
             results,
             device,
+            backend,
             started: Instant::now(),
             lock,
         })
@@ -183,7 +190,7 @@ fn write_config<C: ExperimentConfig>(
     }
     let raw: Value = serde_json::from_slice(&std::fs::read(&existing)?)
         .with_context(|| format!("reading {}", existing.display()))?;
-    let saved = with_current_defaults::<C>(raw);
+    let saved = upgrade_saved::<C>(raw);
     if saved == *value {
         return Ok(());
     }
@@ -255,6 +262,11 @@ fn with_current_defaults<C: ExperimentConfig>(raw: Value) -> Value {
         .ok()
         .and_then(|c| serde_json::to_value(&c).ok())
         .unwrap_or(raw)
+}
+
+/// [`with_current_defaults`], keeping the saved `backend` (`fast` for configs saved before it).
+fn upgrade_saved<C: ExperimentConfig>(raw: Value) -> Value {
+    crate::backend::carry_saved(&raw, with_current_defaults::<C>(raw.clone()))
 }
 
 #[cfg(test)]

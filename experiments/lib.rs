@@ -32,6 +32,7 @@
 //! [`results`] (`results/<binary>/<preset>/`, atomic files, summary tables), [`plot`] (SVG charts),
 //! [`stats`] (mean ± std, Welch's t-test) and [`report`] (the `report` binary's logic).
 
+pub mod backend;
 pub mod bagging;
 pub mod cli;
 pub mod confidence_penalty;

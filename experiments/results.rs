@@ -268,6 +268,10 @@ pub struct RunInfo {
     pub candle_version: String,
     /// Device the tensors lived on.
     pub device: String,
+    /// The ops' implementation that ran (`fast` or `candle`; summaries written before the field
+    /// existed read as `fast`, the only one then used on the CPU).
+    #[serde(default = "fast_backend")]
+    pub backend: String,
     /// The command line, as typed.
     pub command: String,
 }
@@ -288,9 +292,17 @@ impl RunInfo {
                 candle_core::Device::Cpu => "cpu".to_string(),
                 d => format!("{d:?}"),
             },
+            backend: zoo_models::ops::backend()
+                .effective_on(device)
+                .name()
+                .to_string(),
             command: command_line(),
         }
     }
+}
+
+fn fast_backend() -> String {
+    zoo_models::ops::Backend::Fast.name().to_string()
 }
 
 /// The paper's table with our numbers beside it, plus every metric per seed and the run's

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod backends_smoke;
 mod bagging_smoke;
 mod bagging_trees;
 mod confidence_penalty_cli;
