@@ -1,7 +1,6 @@
 //! The experiments: noisy labels (Tables 2–3) and long-tailed classes (Table 1), each method
-//! trained per seed on the reweighting core (MWN as its own [`StepRule`](crate::reweight::StepRule),
-//! the baselines as the core's), then the learned weighting functions, the weight histograms and
-//! the report.
+//! trained per seed on the reweighting core (MWN as its own [`StepRule`], the baselines as the
+//! core's), then the learned weighting functions, the weight histograms and the report.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
