@@ -438,6 +438,7 @@ pub fn drive<E: Planned>(
     let total = chosen.len();
     for (k, r) in chosen.iter().enumerate() {
         tracing::info!("run {}/{total}: {} ({})", k + 1, r.id, r.what);
+        crate::results::note_training();
         let v = exp
             .run(&r.id, &store)
             .with_context(|| format!("run {}", r.id))?;

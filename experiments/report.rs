@@ -110,3 +110,461 @@ pub fn write_readme(root: &Path) -> Result<(PathBuf, usize)> {
     atomic_write(&path, render(&summaries).as_bytes())?;
     Ok((path, summaries.len()))
 }
+
+/// What `report --verify` concluded about one results folder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Written under results/PROTOCOL.md and every check passed; what was checked.
+    Verified(Vec<String>),
+    /// Written before the protocol (no `run.protocol` in its summary): listed, not verified.
+    Legacy,
+    /// A check failed; every failure found.
+    Failed(Vec<String>),
+}
+
+/// One folder's verdict, its path relative to the results directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FolderCheck {
+    /// `binary/folder`.
+    pub folder: PathBuf,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// `report --verify`: checks every results folder under `root` against its per-seed files.
+///
+/// A folder is every directory `root/<binary>/<name>/` (and `root/<binary>/explore/<name>/`);
+/// one without `summary.json` fails (a missing file). A summary without `run.protocol` predates
+/// results/PROTOCOL.md and is listed as legacy, unverified. For the others, each of these must
+/// hold:
+///
+/// 1. the revision is a commit of the repository the command runs in (`git cat-file`): not
+///    `unknown`, not `-dirty`;
+/// 2. `summary.md`, `config.json` and every listed plot exist, and so does `seed_<s>/` for each
+///    seed when the binary writes seed folders at all;
+/// 3. the table in `summary.md` is the one `summary.json` renders (nobody edited one of them);
+/// 4. every row's and metric's mean and std are those of its per-seed values, which are finite
+///    and one per seed (or a single run, n = 1); a paired test stored with a difference row is
+///    the one its per-seed differences give;
+/// 5. every per-seed value of a row is found in the per-seed files: a number in a `.csv` or
+///    `.json` file under `seed_<s>/` or in the folder's own data files (`*.json` and `*.csv`
+///    beside the summary but `summary.json` and `config.json`, and `runs/*.json`), also as a
+///    percentage (×100) or its complement (100 − 100x), or the mean of a JSON list there;
+///    else the difference or ratio of two other rows' values of the same seed. A row marked
+///    derived ([`crate::results::Row::derived`]) is exempt from this check (its derivation is
+///    listed), not from the others. Numbers match to 1e-9 relative, or to the precision they
+///    are printed with.
+pub fn verify(root: &Path) -> Result<Vec<FolderCheck>> {
+    let mut folders = Vec::new();
+    let bins = std::fs::read_dir(root)
+        .with_context(|| format!("reading results directory {}", root.display()))?;
+    for bin in bins {
+        let bin = bin?.path();
+        if !bin.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&bin)? {
+            let dir = entry?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            if dir.file_name().is_some_and(|n| n == "explore") {
+                for e in std::fs::read_dir(&dir)? {
+                    let d = e?.path();
+                    if d.is_dir() {
+                        folders.push(d);
+                    }
+                }
+            } else {
+                folders.push(dir);
+            }
+        }
+    }
+    folders.sort();
+    Ok(folders
+        .into_iter()
+        .map(|dir| FolderCheck {
+            folder: dir.strip_prefix(root).unwrap_or(&dir).to_path_buf(),
+            verdict: verify_folder(&dir),
+        })
+        .collect())
+}
+
+/// The text `report --verify` prints, and whether every folder passed (legacy ones do not
+/// fail, but are named as unverified).
+pub fn render_verification(checks: &[FolderCheck]) -> (String, bool) {
+    let mut s = String::new();
+    let (mut ok, mut legacy, mut failed) = (0, 0, 0);
+    for c in checks {
+        let f = c.folder.to_string_lossy().replace('\\', "/");
+        match &c.verdict {
+            Verdict::Verified(what) => {
+                ok += 1;
+                let _ = writeln!(s, "verified  {f}: {}", what.join("; "));
+            }
+            Verdict::Legacy => {
+                legacy += 1;
+                let _ = writeln!(
+                    s,
+                    "legacy    {f} (predates results/PROTOCOL.md): not verified"
+                );
+            }
+            Verdict::Failed(why) => {
+                failed += 1;
+                let _ = writeln!(s, "FAILED    {f}:");
+                for w in why {
+                    let _ = writeln!(s, "          - {w}");
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n{ok} verified, {legacy} legacy (not verified), {failed} failed, of {} folders",
+        checks.len()
+    );
+    (s, failed == 0)
+}
+
+fn verify_folder(dir: &Path) -> Verdict {
+    let path = dir.join("summary.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => return Verdict::Failed(vec![format!("summary.json: {e}")]),
+    };
+    let raw: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return Verdict::Failed(vec![format!("summary.json is not JSON: {e}")]),
+    };
+    if raw["run"].get("protocol").is_none_or(|p| p.is_null()) {
+        return Verdict::Legacy;
+    }
+    let sum: Summary = match serde_json::from_value(raw) {
+        Ok(s) => s,
+        Err(e) => return Verdict::Failed(vec![format!("summary.json is not a summary: {e}")]),
+    };
+    let mut fail = Vec::new();
+    let mut done = Vec::new();
+    check_revision(&sum.run.git_revision, &mut fail, &mut done);
+    check_files(dir, &sum, &mut fail, &mut done);
+    check_table(dir, &sum, &mut fail, &mut done);
+    check_stats(&sum, &mut fail, &mut done);
+    check_traced(dir, &sum, &mut fail, &mut done);
+    if fail.is_empty() {
+        Verdict::Verified(done)
+    } else {
+        Verdict::Failed(fail)
+    }
+}
+
+fn check_revision(rev: &str, fail: &mut Vec<String>, done: &mut Vec<String>) {
+    if rev == "unknown" || rev.is_empty() {
+        fail.push("revision unknown (not run from a git checkout)".into());
+        return;
+    }
+    if rev.ends_with("-dirty") {
+        fail.push(format!(
+            "revision {rev}: run from a dirty tree (uncommitted changes)"
+        ));
+        return;
+    }
+    let known = std::process::Command::new("git")
+        .args(["cat-file", "-e", &format!("{rev}^{{commit}}")])
+        .output();
+    match known {
+        Ok(o) if o.status.success() => done.push(format!("revision {rev} is a commit")),
+        Ok(_) => fail.push(format!("revision {rev} is not a commit of this repository")),
+        Err(e) => fail.push(format!("revision {rev}: cannot run git to check it: {e}")),
+    }
+}
+
+fn check_files(dir: &Path, sum: &Summary, fail: &mut Vec<String>, done: &mut Vec<String>) {
+    let mut missing: Vec<String> = ["summary.md", "config.json"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(sum.plots.iter().cloned())
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    let has_seed_dirs = std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("seed_") && e.path().is_dir())
+    });
+    if has_seed_dirs {
+        missing.extend(
+            sum.seeds
+                .iter()
+                .map(|s| format!("seed_{s}/"))
+                .filter(|d| !dir.join(d).is_dir()),
+        );
+    }
+    if missing.is_empty() {
+        done.push(format!("{} listed files present", 2 + sum.plots.len()));
+    } else {
+        fail.push(format!("missing: {}", missing.join(", ")));
+    }
+}
+
+/// The lines of the first markdown table starting with `| Setting |`.
+fn first_table(md: &str) -> Vec<&str> {
+    md.lines()
+        .skip_while(|l| !l.starts_with("| Setting |"))
+        .take_while(|l| l.starts_with('|'))
+        .collect()
+}
+
+fn check_table(dir: &Path, sum: &Summary, fail: &mut Vec<String>, done: &mut Vec<String>) {
+    let Ok(md) = std::fs::read_to_string(dir.join("summary.md")) else {
+        return; // reported as missing
+    };
+    let want = sum.table_markdown();
+    let want: Vec<&str> = want.lines().collect();
+    let got = first_table(&md);
+    if got == want {
+        done.push("summary.md's table is summary.json's".into());
+    } else {
+        let diff = want
+            .iter()
+            .zip(got.iter().chain(std::iter::repeat(&"(missing)")))
+            .find(|(w, g)| w != g)
+            .map(|(w, g)| format!("summary.md has `{g}` where summary.json gives `{w}`"))
+            .unwrap_or_else(|| "summary.md's table has extra lines".into());
+        fail.push(diff);
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn check_stats(sum: &Summary, fail: &mut Vec<String>, done: &mut Vec<String>) {
+    let n = sum.seeds.len();
+    // Rows hold one value per seed, or one for a single run; metrics only need consistent
+    // statistics (bagging keeps one per repetition there).
+    let mut check = |what: &str, st: &crate::results::SeedStats, per_seed: bool| {
+        let k = st.per_seed.len();
+        if per_seed && k != n && k != 1 {
+            fail.push(format!("{what}: {k} per-seed values for {n} seeds"));
+        } else if st.per_seed.iter().any(|v| !v.is_finite()) {
+            fail.push(format!("{what}: a per-seed value is not finite"));
+        } else {
+            let (m, s) = crate::stats::mean_std(&st.per_seed);
+            if !close(m, st.mean) || !close(s, st.std) {
+                fail.push(format!(
+                    "{what}: mean ± std {} ± {} but its per-seed values {:?} give {m} ± {s}",
+                    st.mean, st.std, st.per_seed
+                ));
+            }
+        }
+    };
+    for r in &sum.rows {
+        check(&format!("row {:?}", r.name), &r.ours, true);
+    }
+    for (k, st) in &sum.metrics {
+        check(&format!("metric {k:?}"), st, false);
+    }
+    let mut tests = 0;
+    for r in sum.rows.iter().filter(|r| r.paired.is_some()) {
+        let zeros = vec![0.0; r.ours.per_seed.len()];
+        let stored = r.paired.as_ref().map(|t| (t.t, t.p_value));
+        match crate::stats::paired_t_test(&r.ours.per_seed, &zeros) {
+            Ok(t) => {
+                let same = stored.is_some_and(|(st, sp)| {
+                    (st == t.t || (st - t.t).abs() <= 1e-6 * st.abs().max(1.0))
+                        && (sp - t.p_value).abs() <= 1e-6
+                });
+                if same {
+                    tests += 1;
+                } else {
+                    fail.push(format!(
+                        "row {:?}: stored paired test {stored:?} but its differences give \
+                         t = {}, p = {}",
+                        r.name, t.t, t.p_value
+                    ));
+                }
+            }
+            Err(e) => fail.push(format!("row {:?}: paired test: {e}", r.name)),
+        }
+    }
+    done.push(format!(
+        "mean ± std of {} rows and {} metrics, {tests} paired tests recomputed",
+        sum.rows.len(),
+        sum.metrics.len()
+    ));
+}
+
+/// A number found in a data file, with the half-unit of its last printed digit.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    value: f64,
+    half_ulp: f64,
+}
+
+impl Found {
+    fn matches(&self, v: f64) -> bool {
+        close(self.value, v) || (self.value - v).abs() <= self.half_ulp * (1.0 + 1e-9)
+    }
+}
+
+fn csv_numbers(text: &str, out: &mut Vec<Found>) {
+    for tok in text.split(|c: char| c == ',' || c.is_whitespace()) {
+        if let Ok(value) = tok.parse::<f64>() {
+            let decimals = tok
+                .split_once('.')
+                .filter(|_| !tok.contains(['e', 'E']))
+                .map_or(0, |(_, d)| d.len());
+            // Only short, rounded values ({:.3}) are matched to their precision.
+            let half_ulp = if (1..=4).contains(&decimals) {
+                0.5 * 10f64.powi(-(decimals as i32))
+            } else {
+                0.0
+            };
+            out.push(Found { value, half_ulp });
+        }
+    }
+}
+
+fn json_numbers(v: &serde_json::Value, out: &mut Vec<Found>) {
+    match v {
+        serde_json::Value::Number(n) => {
+            if let Some(value) = n.as_f64() {
+                out.push(Found {
+                    value,
+                    half_ulp: 0.0,
+                });
+            }
+        }
+        serde_json::Value::Array(a) => {
+            let nums: Vec<f64> = a.iter().filter_map(|x| x.as_f64()).collect();
+            if nums.len() >= 2 && nums.len() == a.len() {
+                out.push(Found {
+                    value: crate::stats::mean(&nums),
+                    half_ulp: 0.0,
+                });
+            }
+            for x in a {
+                json_numbers(x, out);
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for x in m.values() {
+                json_numbers(x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every number of the `.csv` and `.json` files under `dir` (recursively, checkpoints aside;
+/// `top_level` reads only the folder's own data files, not summary.json or config.json).
+fn numbers_in(dir: &Path, top_level: bool, out: &mut Vec<Found>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() {
+            let descend = if top_level {
+                name == "runs"
+            } else {
+                name != "checkpoint"
+            };
+            if descend {
+                numbers_in(&p, false, out);
+            }
+            continue;
+        }
+        if top_level && (name == "summary.json" || name == "config.json") {
+            continue;
+        }
+        if name.starts_with(crate::results::TEMP_PREFIX) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        if name.ends_with(".csv") {
+            csv_numbers(&text, out);
+        } else if name.ends_with(".json") {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                json_numbers(&v, out);
+            }
+        }
+    }
+}
+
+fn check_traced(dir: &Path, sum: &Summary, fail: &mut Vec<String>, done: &mut Vec<String>) {
+    let mut shared = Vec::new();
+    numbers_in(dir, true, &mut shared);
+    let per_seed: Vec<Vec<Found>> = sum
+        .seeds
+        .iter()
+        .map(|s| {
+            let mut v = shared.clone();
+            numbers_in(&dir.join(format!("seed_{s}")), false, &mut v);
+            v
+        })
+        .collect();
+    let mut all = shared.clone();
+    for s in &sum.seeds {
+        numbers_in(&dir.join(format!("seed_{s}")), false, &mut all);
+    }
+    let in_files = |pool: &[Found], v: f64| {
+        pool.iter()
+            .any(|f| f.matches(v) || f.matches(v / 100.0) || f.matches(1.0 - v / 100.0))
+    };
+    let (mut traced, mut by_rows, mut derived) = (0, 0, Vec::new());
+    for (ri, r) in sum.rows.iter().enumerate() {
+        if let Some(how) = &r.derived {
+            derived.push(format!("{:?} ({how})", r.name));
+            continue;
+        }
+        for (i, &v) in r.ours.per_seed.iter().enumerate() {
+            let single = r.ours.per_seed.len() == 1 && sum.seeds.len() > 1;
+            let pool = if single {
+                &all
+            } else {
+                &per_seed[i.min(per_seed.len() - 1)]
+            };
+            if in_files(pool, v) {
+                traced += 1;
+                continue;
+            }
+            // A difference or ratio of two other rows of the same seed.
+            let same_seed: Vec<f64> = sum
+                .rows
+                .iter()
+                .enumerate()
+                .filter(|(j, o)| *j != ri && o.ours.per_seed.len() == r.ours.per_seed.len())
+                .map(|(_, o)| o.ours.per_seed[i])
+                .collect();
+            let combined = same_seed.iter().any(|a| {
+                same_seed
+                    .iter()
+                    .any(|b| close(a - b, v) || (*b != 0.0 && close(a / b, v)))
+            });
+            if combined {
+                by_rows += 1;
+            } else {
+                let seed = if single {
+                    "its single run".to_string()
+                } else {
+                    format!("seed {}", sum.seeds.get(i).copied().unwrap_or_default())
+                };
+                fail.push(format!(
+                    "row {:?}, {seed}: {v} is in no per-seed file, nor a difference or ratio of \
+                     two rows",
+                    r.name
+                ));
+            }
+        }
+    }
+    let mut what = format!(
+        "{traced} per-seed values found in the per-seed files, {by_rows} as differences or \
+         ratios of rows"
+    );
+    if !derived.is_empty() {
+        let _ = write!(what, "; derived rows not traced: {}", derived.join(", "));
+    }
+    done.push(what);
+}

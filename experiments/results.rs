@@ -149,8 +149,20 @@ impl ResultsDir {
         Ok(p)
     }
 
-    /// Write `summary.json` and `summary.md`.
+    /// Write `summary.json` and `summary.md`, completing the provenance: the invocations so
+    /// far (a `--resume` continues the history of the summary it replaces, so the training
+    /// time survives a rewrite) and the load at the end.
     pub fn write_summary(&self, summary: &Summary) -> Result<()> {
+        let mut summary = summary.clone();
+        let resumed = std::env::args().any(|a| a == "--resume");
+        let previous: Option<serde_json::Value> = resumed
+            .then(|| std::fs::read(self.path("summary.json")).ok())
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        summary
+            .run
+            .finish(previous.as_ref(), resumed, training_ran());
+        let summary = &summary;
         self.write_json("summary.json", summary)?;
         self.write("summary.md", summary.to_markdown().as_bytes())?;
         tracing::info!("wrote {}", self.path("summary.md").display());
@@ -207,6 +219,15 @@ pub struct Row {
     pub decimals: Option<usize>,
     /// Free-text remark (e.g. how our setting differs from the paper's).
     pub note: Option<String>,
+    /// For a difference of two methods run on the same seeds: the paired t-test of the
+    /// per-seed differences (see [`Row::paired_difference`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<stats::PairedTest>,
+    /// How the row is computed from quantities not written per seed (a ratio of step times, a
+    /// fraction of a gap): `report --verify` then lists it instead of looking for its values in
+    /// the per-seed files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived: Option<String>,
 }
 
 impl Row {
@@ -220,7 +241,77 @@ impl Row {
             ours: SeedStats::new(ours),
             decimals: None,
             note: None,
+            paired: None,
+            derived: None,
         }
+    }
+
+    /// Marks the row as computed from quantities the per-seed files do not hold, saying how
+    /// (`report --verify` lists it rather than tracing its values).
+    pub fn derived(mut self, how: impl Into<String>) -> Self {
+        self.derived = Some(how.into());
+        self
+    }
+
+    /// The row `a − b` of two methods run on the same seeds (`a[i]`, `b[i]` from seed i), with
+    /// the paired t-test of the differences: the table then says "resolved" or "not resolved"
+    /// (p > 0.05) beside it, as results/PROTOCOL.md asks. Under two pairs there is no test and
+    /// the row says so; unequal lengths or non-finite values are an error.
+    pub fn paired_difference(
+        name: impl Into<String>,
+        unit: impl Into<String>,
+        a: &[f64],
+        b: &[f64],
+    ) -> Result<Self> {
+        if a.len() != b.len() {
+            bail!(
+                "a paired difference needs one value per seed on both sides (got {} and {})",
+                a.len(),
+                b.len()
+            );
+        }
+        let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+        let mut row = Self::new(name, unit, d);
+        if a.len() >= 2 {
+            row.paired = Some(stats::paired_t_test(a, b)?);
+        }
+        Ok(row)
+    }
+
+    /// The paired test's verdict ("paired t = …, p = …: resolved" / "not resolved (p > 0.05)"),
+    /// or why there is none, for a row made by [`Row::paired_difference`].
+    pub fn paired_verdict(&self) -> Option<String> {
+        match (&self.paired, self.ours.per_seed.len()) {
+            (Some(t), _) => Some(t.verdict()),
+            (None, 1) => Some("n = 1: no paired test".to_string()),
+            (None, _) => None,
+        }
+    }
+
+    /// Our value as the tables show it: "mean ± std", or "value (n = 1)" for a single run
+    /// (never "± 0.00"), with the paired test's p-value on difference rows.
+    pub fn ours_cell(&self) -> String {
+        let d = self
+            .decimals
+            .unwrap_or_else(|| auto_decimals(self.ours.mean));
+        let mut c = if self.ours.per_seed.len() == 1 {
+            format!("{:.d$} (n = 1)", self.ours.mean)
+        } else {
+            format!("{:.d$} ± {:.d$}", self.ours.mean, self.ours.std)
+        };
+        if let Some(t) = &self.paired {
+            let _ = write!(
+                c,
+                " ({}, {})",
+                stats::format_p(t.p_value),
+                if t.resolved() {
+                    "resolved"
+                } else {
+                    "not resolved"
+                }
+            );
+        }
+        c
     }
     /// The paper's number and its source.
     pub fn paper(mut self, value: f64, source: impl Into<String>) -> Self {
@@ -274,6 +365,54 @@ pub struct RunInfo {
     pub backend: String,
     /// The command line, as typed.
     pub command: String,
+    /// Version of `results/PROTOCOL.md` the run was made under (1 from 2026-12-08); `None` in
+    /// summaries written before it, which `report --verify` lists as legacy, unverified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u32>,
+    /// `rustc --version` of the build (numbers can change with the compiler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rustc: Option<String>,
+    /// The matrix-multiply kernels gemm dispatches to on this CPU (see [`gemm_isa`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemm_isa: Option<String>,
+    /// Threads of the compute pool (rayon's global pool, which candle's CPU ops and ours use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// `/proc/loadavg` (1, 5, 15 min) at process start: other load slows a run and changes
+    /// its times, never its numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_start: Option<[f64; 3]>,
+    /// `/proc/loadavg` when the summary was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_end: Option<[f64; 3]>,
+    /// Wall time of the invocation(s) that trained this folder's runs, seconds: a `--resume`
+    /// that only rewrites the summary keeps it and is listed in `invocations` with its own time.
+    /// `None` where not known (an earlier invocation left no summary, or a legacy summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_wall_time_s: Option<f64>,
+    /// Every invocation that wrote this summary, oldest first (filled by
+    /// [`ResultsDir::write_summary`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invocations: Vec<Invocation>,
+}
+
+/// One invocation of a binary on a results folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invocation {
+    /// The command line.
+    pub command: String,
+    /// The revision it ran.
+    pub git_revision: String,
+    /// UTC time the process started.
+    pub started_utc: String,
+    /// UTC time it wrote the summary.
+    pub finished_utc: String,
+    /// Its wall time, seconds.
+    pub wall_time_s: f64,
+    /// It ran with `--resume`.
+    pub resumed: bool,
+    /// It trained (ran an epoch or a planned run) rather than only rebuilding the summary.
+    pub trained: bool,
 }
 
 impl RunInfo {
@@ -297,8 +436,165 @@ impl RunInfo {
                 .name()
                 .to_string(),
             command: command_line(),
+            protocol: Some(PROTOCOL_VERSION),
+            rustc: Some(rustc_version().to_string()),
+            gemm_isa: Some(if device.is_cpu() {
+                gemm_isa().to_string()
+            } else {
+                "not used (tensors on a GPU)".to_string()
+            }),
+            threads: Some(rayon::current_num_threads()),
+            load_start: process_start().load,
+            load_end: load_average(),
+            training_wall_time_s: None,
+            invocations: Vec::new(),
         }
     }
+
+    /// The `## Run` section of `summary.md`.
+    pub fn to_markdown(&self) -> String {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "not recorded".to_string());
+        let load = |l: &Option<[f64; 3]>| {
+            l.map_or("not recorded".to_string(), |l| {
+                format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2])
+            })
+        };
+        let training = match (self.training_wall_time_s, self.invocations.len()) {
+            (Some(t), _) => format!("{t:.1} s"),
+            (None, 0) => format!(
+                "not recorded (summary written before the protocol; the wall time of the \
+                 invocation that wrote it: {:.1} s)",
+                self.wall_time_s
+            ),
+            (None, _) => "not known (the training invocation's summary is not in this folder's \
+                          history: a `--resume` without it, or runs trained by other processes)"
+                .to_string(),
+        };
+        let mut s = String::from("\n## Run\n\n");
+        let _ = writeln!(s, "- git revision: `{}`", self.git_revision);
+        let _ = writeln!(s, "- command: `{}`", self.command);
+        let _ = writeln!(s, "- training wall time: {training}");
+        if let Some(last) = self.invocations.last().filter(|l| !l.trained) {
+            let _ = writeln!(
+                s,
+                "- this invocation: {:.1} s, rebuilt the summary from the runs' saved results \
+                 (no training)",
+                last.wall_time_s
+            );
+        }
+        if self.invocations.len() > 1 {
+            let _ = writeln!(s, "- invocations (oldest first):");
+            for i in &self.invocations {
+                let _ = writeln!(
+                    s,
+                    "  - `{}` at `{}`, {:.1} s, {}, finished {}",
+                    i.command,
+                    i.git_revision,
+                    i.wall_time_s,
+                    if i.trained { "trained" } else { "no training" },
+                    i.finished_utc
+                );
+            }
+        }
+        let _ = writeln!(s, "- finished: {}", self.finished_utc);
+        let _ = writeln!(
+            s,
+            "- device: {}\n- hardware: {} ({} cores; {} threads)\n- gemm kernels: {}",
+            self.device,
+            self.cpu,
+            self.cores,
+            self.threads
+                .map_or("not recorded".to_string(), |t| t.to_string()),
+            opt(&self.gemm_isa)
+        );
+        let _ = writeln!(
+            s,
+            "- load average (1, 5, 15 min): {} at start, {} at end",
+            load(&self.load_start),
+            load(&self.load_end)
+        );
+        let _ = writeln!(
+            s,
+            "- {}, candle {}\n- protocol: {}",
+            opt(&self.rustc),
+            self.candle_version,
+            self.protocol.map_or(
+                "none (written before results/PROTOCOL.md)".to_string(),
+                |p| format!("results/PROTOCOL.md, version {p}")
+            )
+        );
+        s
+    }
+
+    /// Whether the run was made from a work tree with uncommitted changes.
+    pub fn dirty(&self) -> bool {
+        self.git_revision.ends_with("-dirty")
+    }
+
+    /// Fills `invocations`, `training_wall_time_s` and `load_end` as the summary is written.
+    /// `previous` is the folder's earlier `summary.json` when this invocation resumed (its
+    /// history is continued; a legacy one counts as one invocation); `trained`: whether this
+    /// invocation trained anything.
+    pub fn finish(&mut self, previous: Option<&serde_json::Value>, resumed: bool, trained: bool) {
+        let started = process_start().utc.clone();
+        let mut history: Vec<Invocation> = match (resumed, previous) {
+            (true, Some(prev)) => previous_invocations(prev),
+            _ => Vec::new(),
+        };
+        // A binary that writes its summary twice in one invocation appears once.
+        if history
+            .last()
+            .is_some_and(|h| h.started_utc == started && h.command == self.command)
+        {
+            history.pop();
+        }
+        history.push(Invocation {
+            command: self.command.clone(),
+            git_revision: self.git_revision.clone(),
+            started_utc: started,
+            finished_utc: self.finished_utc.clone(),
+            wall_time_s: self.wall_time_s,
+            resumed,
+            trained,
+        });
+        // Known only when the history starts with the invocation that began training.
+        let complete = !history[0].resumed;
+        self.training_wall_time_s = (complete && history.iter().any(|h| h.trained)).then(|| {
+            history
+                .iter()
+                .filter(|h| h.trained)
+                .map(|h| h.wall_time_s)
+                .sum()
+        });
+        self.invocations = history;
+        self.load_end = load_average();
+    }
+}
+
+/// The invocations recorded in an earlier `summary.json`; a summary written before they were
+/// recorded counts as one invocation (a training one unless its command has `--resume`).
+fn previous_invocations(prev: &serde_json::Value) -> Vec<Invocation> {
+    let run = &prev["run"];
+    if let Some(list) = run.get("invocations") {
+        if let Ok(v) = serde_json::from_value::<Vec<Invocation>>(list.clone()) {
+            return v;
+        }
+    }
+    let text = |k: &str| run[k].as_str().unwrap_or("unknown").to_string();
+    let Some(wall) = run["wall_time_s"].as_f64() else {
+        return Vec::new();
+    };
+    let command = text("command");
+    let resumed = command.split_whitespace().any(|a| a == "--resume");
+    vec![Invocation {
+        git_revision: text("git_revision"),
+        started_utc: "unknown".to_string(),
+        finished_utc: text("finished_utc"),
+        wall_time_s: wall,
+        resumed,
+        trained: !resumed,
+        command,
+    }]
 }
 
 fn fast_backend() -> String {
@@ -416,10 +712,9 @@ impl Summary {
             let arrow = if r.lower_is_better { "↓" } else { "↑" };
             let _ = writeln!(
                 s,
-                "| {} | {paper} | {:.d$} ± {:.d$} | {diff} | {} {arrow} | {source} |",
+                "| {} | {paper} | {} | {diff} | {} {arrow} | {source} |",
                 escape_md(&r.name),
-                r.ours.mean,
-                r.ours.std,
+                r.ours_cell(),
                 escape_md(&r.unit),
             );
         }
@@ -429,6 +724,15 @@ impl Summary {
     /// The whole `summary.md`.
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
+        if self.run.dirty() {
+            let _ = writeln!(
+                s,
+                "**Dirty tree: this run was made from a work tree with uncommitted changes \
+                 (`{}`, `--allow-dirty`); its numbers belong to no commit and it is not a result \
+                 (results/PROTOCOL.md).**\n",
+                self.run.git_revision
+            );
+        }
         let _ = writeln!(s, "# {} — preset `{}`\n", self.binary, self.preset);
         let _ = writeln!(s, "{}\n\n**{}**\n", self.paper, self.title);
         s.push_str(&self.table_markdown());
@@ -436,6 +740,12 @@ impl Summary {
             .rows
             .iter()
             .filter_map(|r| r.note.as_ref().map(|n| format!("{}: {n}", r.name)))
+            .chain(
+                self.rows
+                    .iter()
+                    .filter(|r| r.paired.is_some())
+                    .filter_map(|r| r.paired_verdict().map(|v| format!("{}: {v}", r.name))),
+            )
             .chain(self.notes.iter().cloned())
             .collect();
         if !notes.is_empty() {
@@ -458,7 +768,11 @@ impl Summary {
         s.push('\n');
         for r in &self.rows {
             let d = r.decimals.unwrap_or_else(|| auto_decimals(r.ours.mean));
-            let vals: Vec<String> = r.ours.per_seed.iter().map(|v| format!("{v:.d$}")).collect();
+            let mut vals: Vec<String> =
+                r.ours.per_seed.iter().map(|v| format!("{v:.d$}")).collect();
+            // A row with fewer runs than seeds (one teacher shared by every seed) fills the
+            // other columns with a dash.
+            vals.resize(self.seeds.len().max(vals.len()), "—".to_string());
             let _ = writeln!(s, "| {} | {} |", escape_md(&r.name), vals.join(" | "));
         }
         if !self.plots.is_empty() {
@@ -468,26 +782,10 @@ impl Summary {
             }
         }
         let r = &self.run;
-        // A `--resume` of finished runs rewrites the summary in seconds: say whose time it is.
-        let resumed = if r.command.split_whitespace().any(|a| a == "--resume") {
-            " (this invocation, which resumed from checkpoints; each run's training time is \
-             `time_s` in its `log.csv`)"
-        } else {
-            ""
-        };
-        let _ = write!(
-            s,
-            "\n## Run\n\n- git revision: `{}`\n- finished: {}\n- wall time: {:.1} s{resumed}\n- device: {}\n\
-             - hardware: {} ({} cores)\n- candle {}\n- command: `{}`\n\nAll metrics (final epoch, \
-             mean ± std over seeds) are in `summary.json`; per-epoch curves in `seed_*/log.csv`.\n",
-            r.git_revision,
-            r.finished_utc,
-            r.wall_time_s,
-            r.device,
-            r.cpu,
-            r.cores,
-            r.candle_version,
-            r.command
+        s.push_str(&r.to_markdown());
+        s.push_str(
+            "\nAll metrics (final epoch, mean ± std over seeds) are in `summary.json`; per-epoch \
+             curves in `seed_*/log.csv`.\n",
         );
         s
     }
@@ -509,13 +807,105 @@ fn escape_md(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
-/// `git rev-parse --short HEAD` plus `-dirty` when `git status --porcelain` reports changes;
-/// "unknown" when not in a git checkout or git is missing.
+/// The version of `results/PROTOCOL.md` that summaries written by this code follow.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What is read once, at process start: the revision, the time and the load.
+struct ProcessStart {
+    revision: String,
+    utc: String,
+    load: Option<[f64; 3]>,
+}
+
+/// Read at the first call (`init_process` makes that the process start), so a run records the
+/// code it was started from even if the tree changes while it trains.
+fn process_start() -> &'static ProcessStart {
+    static START: std::sync::OnceLock<ProcessStart> = std::sync::OnceLock::new();
+    START.get_or_init(|| ProcessStart {
+        revision: read_git_revision(),
+        utc: utc_now(),
+        load: load_average(),
+    })
+}
+
+/// `git rev-parse --short HEAD` plus `-dirty` when `git status --porcelain --untracked-files=no`
+/// reports changes; "unknown" when not in a git checkout or git is missing. Read at process
+/// start.
 pub fn git_revision() -> String {
-    // Read once, at the first call (`init_process` makes that the process start), so a run
-    // records the code it was started from even if the tree changes while it trains.
-    static REV: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    REV.get_or_init(read_git_revision).clone()
+    process_start().revision.clone()
+}
+
+/// Refuses to start a run from a work tree with uncommitted changes unless `allow_dirty`
+/// (`--allow-dirty`): its numbers would belong to no commit (results/PROTOCOL.md). Outside a git
+/// checkout there is nothing to check.
+pub fn check_clean_tree(allow_dirty: bool) -> Result<()> {
+    let rev = git_revision();
+    if !rev.ends_with("-dirty") {
+        return Ok(());
+    }
+    if !allow_dirty {
+        bail!(
+            "the work tree has uncommitted changes (`git status --porcelain --untracked-files=no` \
+             is not empty), so this run's numbers would belong to no commit. Commit them first, \
+             or pass --allow-dirty: the summary then says on its first line that the tree was \
+             dirty, and `report --verify` rejects the folder"
+        );
+    }
+    tracing::warn!("--allow-dirty: running from a dirty tree ({rev}); the summary will say so");
+    Ok(())
+}
+
+static TRAINED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called by the training loops (the runner's epochs, a plan's runs): this process trained,
+/// so its wall time is training time, not the time of a `--resume` that rewrote the summary.
+pub fn note_training() {
+    TRAINED.store(true, Ordering::Relaxed);
+}
+
+/// Whether this process trained anything (see [`note_training`]).
+pub fn training_ran() -> bool {
+    TRAINED.load(Ordering::Relaxed)
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15-minute load averages; `None` where there is none.
+pub fn load_average() -> Option<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = s.split_whitespace().map(|x| x.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// `rustc --version` of the build (recorded by `build.rs`).
+pub fn rustc_version() -> &'static str {
+    option_env!("ZOO_RUSTC_VERSION").unwrap_or("unknown")
+}
+
+/// The kernels gemm (0.19, built with `x86-v4` by zoo-models) dispatches every CPU matrix
+/// multiply to — the same test as gemm-common's `init_gemm_fn`, so it names what actually runs:
+/// AVX-512 kernels where the CPU has `avx512f`, else the FMA/AVX2 ones, else scalar code.
+pub fn gemm_isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512f (gemm x86-v4 kernels)"
+        } else if std::arch::is_x86_feature_detected!("fma") {
+            "fma (gemm x86-v3 AVX2/FMA kernels)"
+        } else {
+            "scalar (no fma)"
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            "neon"
+        } else {
+            "scalar (no neon)"
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "scalar"
+    }
 }
 
 fn read_git_revision() -> String {

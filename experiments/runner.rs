@@ -584,6 +584,7 @@ impl Runner {
         let mut kept: Option<(usize, PathBuf)> =
             (start_epoch > 0).then(|| (start_epoch, ckpt_dir.clone()));
         for epoch in start_epoch..self.epochs {
+            crate::results::note_training();
             let t0 = Instant::now();
             let mut rng = epoch_rng(seed, epoch);
             let mut monitor = StepMonitor::new(seed, epoch, global_step, bar.clone());

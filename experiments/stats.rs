@@ -204,6 +204,40 @@ pub struct PairedTest {
     pub p_value: f64,
 }
 
+/// The significance level below which a difference counts as resolved (results/PROTOCOL.md).
+pub const ALPHA: f64 = 0.05;
+
+impl PairedTest {
+    /// Whether the difference is resolved at [`ALPHA`] (p ≤ 0.05).
+    pub fn resolved(&self) -> bool {
+        self.p_value <= ALPHA
+    }
+
+    /// "paired t = 2.31, p = 0.048: resolved" or "…: not resolved (p > 0.05)", for claim checks
+    /// and notes.
+    pub fn verdict(&self) -> String {
+        format!(
+            "paired t = {:.2}, {}: {}",
+            self.t,
+            format_p(self.p_value),
+            if self.resolved() {
+                "resolved".to_string()
+            } else {
+                format!("not resolved (p > {ALPHA})")
+            }
+        )
+    }
+}
+
+/// "p = 0.048", or "p < 0.001" for small ones.
+pub fn format_p(p: f64) -> String {
+    if p < 0.001 {
+        "p < 0.001".to_string()
+    } else {
+        format!("p = {p:.3}")
+    }
+}
+
 /// Paired t-test (two-sided) on `a[i] − b[i]`, as `scipy.stats.ttest_rel(a, b)`: the test for
 /// methods run on the same seeds (same initialisation and data order), where the seed-to-seed
 /// spread that Welch's test counts cancels.
@@ -231,7 +265,11 @@ pub fn paired_t_test(a: &[f64], b: &[f64]) -> Result<PairedTest> {
         let zero = m == 0.0;
         return Ok(PairedTest {
             mean_diff: m,
-            t: if zero { 0.0 } else { m.signum() * f64::INFINITY },
+            t: if zero {
+                0.0
+            } else {
+                m.signum() * f64::INFINITY
+            },
             df,
             p_value: if zero { 1.0 } else { 0.0 },
         });
@@ -325,6 +363,13 @@ mod tests {
         let r = paired_t_test(&[1.0, 2.0], &[1.0, 2.0]).unwrap();
         assert_eq!((r.t, r.p_value), (0.0, 1.0));
         assert!(paired_t_test(&[1.0], &[2.0]).is_err());
+        let r = paired_t_test(&[1.0, 2.0, 3.0, 4.0, 5.0], &[0.5, 1.0, 2.5, 3.0, 6.0]).unwrap();
+        assert_eq!(
+            r.verdict(),
+            "paired t = 1.09, p = 0.338: not resolved (p > 0.05)"
+        );
+        let r = paired_t_test(&[1.0, 2.0], &[0.0, 1.0]).unwrap();
+        assert_eq!(r.verdict(), "paired t = inf, p < 0.001: resolved");
         assert!(paired_t_test(&[1.0, 2.0], &[2.0]).is_err());
     }
 }

@@ -1,6 +1,7 @@
-//! Gather every `results/<binary>/<preset>/summary.json` into `results/README.md`.
+//! Gather every `results/<binary>/<preset>/summary.json` into `results/README.md`, or check
+//! every results folder against its per-seed files (`--verify`).
 //!
-//! `cargo run --release --bin report [-- --results DIR]`
+//! `cargo run --release --bin report [-- --results DIR] [--verify]`
 
 use std::path::PathBuf;
 
@@ -13,11 +14,26 @@ struct Args {
     /// The results directory to gather.
     #[arg(long, default_value = "results")]
     results: PathBuf,
+    /// Instead of writing the README, check every folder written under results/PROTOCOL.md:
+    /// clean revision, files present, table and statistics recomputed from the per-seed values,
+    /// those values found in the per-seed files. Folders from before the protocol are listed
+    /// as legacy, unverified. Exits with status 1 if a check fails.
+    #[arg(long)]
+    verify: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     zoo::init_process();
     let args = Args::parse();
+    if args.verify {
+        let checks = zoo::report::verify(&args.results)?;
+        let (text, ok) = zoo::report::render_verification(&checks);
+        print!("{text}");
+        if !ok {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let (path, n) = zoo::report::write_readme(&args.results)?;
     tracing::info!("wrote {} ({n} summaries)", path.display());
     Ok(())
