@@ -146,7 +146,7 @@ fn main() -> Result<()> {
                 time,
                 mem,
                 logs: absolute(&logs)?,
-                workdir: absolute(Path::new("."))?,
+                workdir: std::env::current_dir()?.to_string_lossy().into_owned(),
                 max_tasks: tasks,
             };
             let path = script.unwrap_or_else(|| PathBuf::from(format!("sweep-{}.sh", sweep.name)));

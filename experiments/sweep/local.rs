@@ -52,7 +52,7 @@ pub fn run(sweep: &Sweep, o: &LocalOptions) -> Result<()> {
                                 format!("FAILED {} ({e:#}; log {})", ids.join(","), log.display())
                             }
                         };
-                        bar.println(line);
+                        say(bar, line);
                         bar.inc(ids.len() as u64);
                         if ok.is_err() {
                             if let Ok(mut f) = failed.lock() {
@@ -64,7 +64,7 @@ pub fn run(sweep: &Sweep, o: &LocalOptions) -> Result<()> {
             }
         });
         if failed.lock().map(|f| !f.is_empty()).unwrap_or(true) {
-            bar.println(format!("level {l} had failures: later levels skipped"));
+            say(bar, format!("level {l} had failures: later levels skipped"));
             break;
         }
     }
@@ -82,6 +82,15 @@ pub fn run(sweep: &Sweep, o: &LocalOptions) -> Result<()> {
         bail!("{} --summarise failed ({status})", sweep.name);
     }
     Ok(())
+}
+
+/// A line above the bar, or on stderr when there is no bar (not a terminal).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 fn run_task(sweep: &Sweep, ids: &[String], log: &std::path::Path) -> Result<()> {
