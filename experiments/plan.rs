@@ -150,11 +150,7 @@ impl Plan {
                 bail!("--only {id}: no such run (the plan: {})", known.join(", "));
             }
         }
-        Ok(self
-            .runs
-            .iter()
-            .filter(|r| ids.contains(&r.id))
-            .collect())
+        Ok(self.runs.iter().filter(|r| ids.contains(&r.id)).collect())
     }
 
     /// `--list-runs`: `ID<TAB>DEPS<TAB>WHAT` per run.
