@@ -1271,6 +1271,7 @@ fn report(
         "Written by `cargo bench -p zoo-models --bench train_step` (started {} UTC, finished {} UTC).\n\
          Machine: {}; {} threads each (rayon / torch.set_num_threads).\n\
          Load at start: `{}`; at end: `{}`.\n\
+         Source: git {}{}.\n\
          PyTorch: {} (`{}`), running `models/benches/torch_modes.py` on the nets of `{}/torch_bench.py`.\n\n",
         h.started,
         sh("date", &["-u", "+%Y-%m-%d %H:%M:%S"]),
@@ -1278,6 +1279,21 @@ fn report(
         args.threads,
         h.load_start,
         h.load_end,
+        sh("git", &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"]),
+        {
+            let dirty = sh(
+                "git",
+                &["-C", env!("CARGO_MANIFEST_DIR"), "status", "--porcelain", "--", "src", "benches"],
+            );
+            if dirty.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (with uncommitted changes to {} files under models/src or models/benches)",
+                    dirty.lines().count()
+                )
+            }
+        },
         h.torch_version,
         args.python,
         args.torch_bench,
