@@ -1431,9 +1431,14 @@ fn report(
                 let base = base.or(eager);
                 let vs = match (base, t.timing.tot.is_empty()) {
                     (Some(b), false) => format!(
-                        "; its step {:.2}x the time of {}'s",
+                        "; its step {:.2}x the time of {}'s ({})",
                         median(&t.timing.tot) / median(&b.timing.tot),
-                        b.mode
+                        b.mode,
+                        if median(&t.timing.tot) < median(&b.timing.tot) {
+                            "compile helps"
+                        } else {
+                            "compile does not help"
+                        }
                     ),
                     _ => String::new(),
                 };
