@@ -226,11 +226,20 @@ pub fn subsample_to_profile(
     Ok(out)
 }
 
-fn n_max(labels: &[u32], num_classes: usize) -> Result<usize> {
+/// `profile(n_max, num_classes, factor)` with n_max the smallest class count of `labels` (so
+/// every class can supply its quota: 5000 on balanced CIFAR), after checking the factor (`what`).
+fn profile_of(
+    labels: &[u32],
+    num_classes: usize,
+    factor: f64,
+    what: &str,
+    profile: fn(usize, usize, f64) -> Vec<usize>,
+) -> Result<Vec<usize>> {
+    check_factor(factor, what)?;
     check_labels(labels, num_classes)?;
-    // The smallest class count, so every class can supply its quota (5000 on balanced CIFAR).
     let counts = crate::dataset::class_counts(labels, num_classes);
-    Ok(counts.into_iter().min().unwrap_or(0))
+    let n_max = counts.into_iter().min().unwrap_or(0);
+    Ok(profile(n_max, num_classes, factor))
 }
 
 /// Long-tailed subset (CIFAR-LT): indices following [`long_tail_profile`] with n_max the smallest
@@ -241,8 +250,14 @@ pub fn long_tail_indices(
     imbalance_factor: f64,
     rng: &mut StdRng,
 ) -> Result<Vec<usize>> {
-    check_factor(imbalance_factor, "imbalance factor")?;
-    let profile = long_tail_profile(n_max(labels, num_classes)?, num_classes, imbalance_factor);
+    let what = "imbalance factor";
+    let profile = profile_of(
+        labels,
+        num_classes,
+        imbalance_factor,
+        what,
+        long_tail_profile,
+    )?;
     subsample_to_profile(labels, &profile, rng)
 }
 
@@ -253,8 +268,13 @@ pub fn step_imbalance(
     ratio: f64,
     rng: &mut StdRng,
 ) -> Result<Vec<usize>> {
-    check_factor(ratio, "step imbalance ratio")?;
-    let profile = step_profile(n_max(labels, num_classes)?, num_classes, ratio);
+    let profile = profile_of(
+        labels,
+        num_classes,
+        ratio,
+        "step imbalance ratio",
+        step_profile,
+    )?;
     subsample_to_profile(labels, &profile, rng)
 }
 

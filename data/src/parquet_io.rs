@@ -109,33 +109,25 @@ fn label_at(col: &ArrayRef, row: usize) -> Result<i64> {
     if col.is_null(row) {
         bail!("label is null");
     }
-    Ok(match col.data_type() {
-        DataType::Int64 => col
-            .as_primitive::<arrow_array::types::Int64Type>()
-            .value(row),
-        DataType::Int32 => col
-            .as_primitive::<arrow_array::types::Int32Type>()
-            .value(row) as i64,
-        DataType::Int16 => col
-            .as_primitive::<arrow_array::types::Int16Type>()
-            .value(row) as i64,
-        DataType::Int8 => col
-            .as_primitive::<arrow_array::types::Int8Type>()
-            .value(row) as i64,
-        DataType::UInt8 => col
-            .as_primitive::<arrow_array::types::UInt8Type>()
-            .value(row) as i64,
-        DataType::UInt16 => col
-            .as_primitive::<arrow_array::types::UInt16Type>()
-            .value(row) as i64,
-        DataType::UInt32 => col
-            .as_primitive::<arrow_array::types::UInt32Type>()
-            .value(row) as i64,
-        DataType::UInt64 => col
-            .as_primitive::<arrow_array::types::UInt64Type>()
-            .value(row) as i64,
-        t => bail!("label column has type {t}, expected an integer"),
-    })
+    // Every integer type, widened to i64 (`as`, as before: u64 labels above i64::MAX wrap).
+    macro_rules! widen {
+        ($($dt:ident => $arrow:ident),+ $(,)?) => {
+            match col.data_type() {
+                $(DataType::$dt => col.as_primitive::<arrow_array::types::$arrow>().value(row) as i64,)+
+                t => bail!("label column has type {t}, expected an integer"),
+            }
+        };
+    }
+    Ok(widen!(
+        Int64 => Int64Type,
+        Int32 => Int32Type,
+        Int16 => Int16Type,
+        Int8 => Int8Type,
+        UInt8 => UInt8Type,
+        UInt16 => UInt16Type,
+        UInt32 => UInt32Type,
+        UInt64 => UInt64Type,
+    ))
 }
 
 /// Reads all rows of one parquet file: images (N·C·H·W u8) and labels. Errors name the file, and
