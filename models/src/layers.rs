@@ -74,20 +74,10 @@ impl<'r> Builder<'r> {
         )
     }
 
-    /// Convolution with bias `{name}.bias` drawn with `bias_init`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv_bias(
-        &mut self,
-        name: &str,
-        c_in: usize,
-        c_out: usize,
-        k: usize,
-        groups: usize,
-        init: Init,
-        bias_init: Init,
-    ) -> Result<()> {
-        self.conv(name, c_in, c_out, k, groups, init)?;
-        self.var(&format!("{name}.bias"), &[c_out], bias_init)
+    /// Bias `{name}.bias` of `n` values drawn with `init` (of a [`Builder::conv`] or
+    /// [`Builder::linear`] layer `name` with `n` outputs).
+    pub fn bias(&mut self, name: &str, n: usize, init: Init) -> Result<()> {
+        self.var(&format!("{name}.bias"), &[n], init)
     }
 
     /// Linear layer `{name}.weight` `(out, in)` and, when `bias_init` is given, `{name}.bias`.
@@ -101,7 +91,7 @@ impl<'r> Builder<'r> {
     ) -> Result<()> {
         self.var(&format!("{name}.weight"), &[d_out, d_in], init)?;
         if let Some(b) = bias_init {
-            self.var(&format!("{name}.bias"), &[d_out], b)?;
+            self.bias(name, d_out, b)?;
         }
         Ok(())
     }

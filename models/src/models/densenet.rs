@@ -56,19 +56,11 @@ pub struct DenseNet40 {
 impl DenseNet40 {
     /// Builds the network, drawing weights from `rng`.
     pub fn new(cfg: DenseNetConfig, rng: &mut StdRng, device: &Device) -> Result<Self> {
-        if cfg.depth < 7 || !(cfg.depth - 4).is_multiple_of(3) {
-            bail!(
-                "DenseNet depth must be 3n+4 (40 for DenseNet-40), got {}",
-                cfg.depth
-            )
-        }
+        let n = super::blocks_per_stage("DenseNet", cfg.depth, 3, 4, "40 for DenseNet-40")?;
         if cfg.growth == 0 || cfg.num_classes == 0 || cfg.in_channels == 0 {
             bail!("DenseNet: growth, num_classes and in_channels must be non-zero")
         }
-        if !(0.0..1.0).contains(&cfg.dropout) {
-            bail!("DenseNet dropout must be in [0, 1), got {}", cfg.dropout)
-        }
-        let n = (cfg.depth - 4) / 3;
+        super::check_dropout("DenseNet", cfg.dropout)?;
         let kn = Init::KaimingNormalFanOut;
         let mut b = Builder::new(device, rng);
         let mut c = 16;
@@ -108,10 +100,6 @@ impl DenseNet40 {
 }
 
 impl Classifier for DenseNet40 {
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
     fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let s = &self.store;
         let rate = self.cfg.dropout;
@@ -136,15 +124,9 @@ impl Classifier for DenseNet40 {
         ops::global_avg_pool(&h)
     }
 
-    fn head(&self) -> (&str, Option<&str>) {
-        ("fc.weight", Some("fc.bias"))
-    }
-
-    fn num_classes(&self) -> usize {
-        self.cfg.num_classes
-    }
-
     fn feature_dim(&self) -> usize {
         self.out_channels
     }
+
+    store_head_and_classes!("fc");
 }

@@ -84,7 +84,9 @@ impl LeNet {
         let zero = Init::Constant(0.0);
         let mut c_in = cfg.in_channels;
         for (i, &c) in cfg.channels.iter().enumerate() {
-            b.conv_bias(&format!("conv{}", i + 1), c_in, c, 5, 1, cfg.init, zero)?;
+            let name = format!("conv{}", i + 1);
+            b.conv(&name, c_in, c, 5, 1, cfg.init)?;
+            b.bias(&name, c, zero)?;
             c_in = c;
         }
         let s = pooled(pooled(pooled(cfg.image_size)));
@@ -103,10 +105,6 @@ impl LeNet {
 }
 
 impl Classifier for LeNet {
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
     fn features(&self, p: &ParamSet, x: &Tensor, _ctx: &mut Ctx) -> Result<Tensor> {
         let (_, c, h, w) = x.dims4()?;
         if c != self.cfg.in_channels || h != self.cfg.image_size || w != self.cfg.image_size {
@@ -125,15 +123,9 @@ impl Classifier for LeNet {
         layers::linear_relu(p, "fc1", &h.flatten_from(1)?)
     }
 
-    fn head(&self) -> (&str, Option<&str>) {
-        ("fc2.weight", Some("fc2.bias"))
-    }
-
-    fn num_classes(&self) -> usize {
-        self.cfg.num_classes
-    }
-
     fn feature_dim(&self) -> usize {
         self.cfg.hidden
     }
+
+    store_head_and_classes!("fc2");
 }

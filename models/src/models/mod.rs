@@ -1,6 +1,28 @@
 //! The model architectures. Every classifier is built as `X::new(config, &mut rng, &device)`
 //! from a seeded [`StdRng`](rand::rngs::StdRng) and implements [`Classifier`](crate::Classifier).
 
+use candle_core::{bail, Result};
+
+/// The [`Classifier`](crate::Classifier) methods the zoo's models write alike, for a model with
+/// `store: ParamStore` and `cfg.num_classes` fields whose head is the linear layer `$head`
+/// (`$head.weight`, `$head.bias`): `store`, `head` and `num_classes`. Written inside the
+/// model's `impl Classifier` block.
+macro_rules! store_head_and_classes {
+    ($head:literal) => {
+        fn store(&self) -> &ParamStore {
+            &self.store
+        }
+
+        fn head(&self) -> (&str, Option<&str>) {
+            (concat!($head, ".weight"), Some(concat!($head, ".bias")))
+        }
+
+        fn num_classes(&self) -> usize {
+            self.cfg.num_classes
+        }
+    };
+}
+
 mod densenet;
 mod lenet;
 mod mlp;
@@ -18,3 +40,26 @@ pub use resnet_cifar::{ResNetCifar, ResNetCifarConfig};
 pub use resnet_imagenet::{Block, ResNeXt50, ResNet, ResNet10, ResNetConfig};
 pub use vnet::VNet;
 pub use wide_resnet::{WideResNet, WideResNetConfig};
+
+/// Blocks per stage `n` of a network whose depth is `per_block · n + offset` with `n >= 1`; an
+/// error naming the model and the depths it builds (`examples`) otherwise.
+fn blocks_per_stage(
+    model: &str,
+    depth: usize,
+    per_block: usize,
+    offset: usize,
+    examples: &str,
+) -> Result<usize> {
+    if depth < per_block + offset || !(depth - offset).is_multiple_of(per_block) {
+        bail!("{model} depth must be {per_block}n+{offset} with n >= 1 ({examples}), got {depth}")
+    }
+    Ok((depth - offset) / per_block)
+}
+
+/// Rejects a dropout probability outside `[0, 1)`.
+fn check_dropout(model: &str, p: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&p) {
+        bail!("{model} dropout must be in [0, 1), got {p}")
+    }
+    Ok(())
+}

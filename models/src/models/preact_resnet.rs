@@ -72,10 +72,6 @@ impl PreActResNet18 {
 }
 
 impl Classifier for PreActResNet18 {
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
     fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let s = &self.store;
         let mut h = layers::conv2d(p, "conv1", x, 1, 1, 1)?;
@@ -100,15 +96,9 @@ impl Classifier for PreActResNet18 {
         ops::global_avg_pool(&h)
     }
 
-    fn head(&self) -> (&str, Option<&str>) {
-        ("linear.weight", Some("linear.bias"))
-    }
-
-    fn num_classes(&self) -> usize {
-        self.cfg.num_classes
-    }
-
     fn feature_dim(&self) -> usize {
         512
     }
+
+    store_head_and_classes!("linear");
 }

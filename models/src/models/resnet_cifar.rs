@@ -47,16 +47,10 @@ const WIDTHS: [usize; 3] = [16, 32, 64];
 impl ResNetCifar {
     /// Builds the network, drawing weights from `rng`.
     pub fn new(cfg: ResNetCifarConfig, rng: &mut StdRng, device: &Device) -> Result<Self> {
-        if cfg.depth < 8 || !(cfg.depth - 2).is_multiple_of(6) {
-            bail!(
-                "ResNetCifar depth must be 6n+2 with n >= 1 (8, 20, 32, 56, …), got {}",
-                cfg.depth
-            )
-        }
+        let n = super::blocks_per_stage("ResNetCifar", cfg.depth, 6, 2, "8, 20, 32, 56, …")?;
         if cfg.num_classes == 0 || cfg.in_channels == 0 {
             bail!("ResNetCifar: num_classes and in_channels must be non-zero")
         }
-        let n = (cfg.depth - 2) / 6;
         let kn = Init::KaimingNormalFanIn;
         let mut b = Builder::new(device, rng);
         b.conv("conv1", cfg.in_channels, 16, 3, 1, kn)?;
@@ -93,10 +87,6 @@ impl ResNetCifar {
 }
 
 impl Classifier for ResNetCifar {
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
     fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let s = &self.store;
         let mut h = layers::conv2d(p, "conv1", x, 1, 1, 1)?;
@@ -129,15 +119,9 @@ impl Classifier for ResNetCifar {
         ops::global_avg_pool(&h)
     }
 
-    fn head(&self) -> (&str, Option<&str>) {
-        ("linear.weight", Some("linear.bias"))
-    }
-
-    fn num_classes(&self) -> usize {
-        self.cfg.num_classes
-    }
-
     fn feature_dim(&self) -> usize {
         64
     }
+
+    store_head_and_classes!("linear");
 }

@@ -152,10 +152,6 @@ impl ResNet {
 }
 
 impl Classifier for ResNet {
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
     fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let s = &self.store;
         let exp = self.cfg.block.expansion();
@@ -204,15 +200,9 @@ impl Classifier for ResNet {
         ops::global_avg_pool(&h)
     }
 
-    fn head(&self) -> (&str, Option<&str>) {
-        ("fc.weight", Some("fc.bias"))
-    }
-
-    fn num_classes(&self) -> usize {
-        self.cfg.num_classes
-    }
-
     fn feature_dim(&self) -> usize {
         512 * self.cfg.block.expansion()
     }
+
+    store_head_and_classes!("fc");
 }

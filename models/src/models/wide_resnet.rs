@@ -52,19 +52,11 @@ pub struct WideResNet {
 impl WideResNet {
     /// Builds the network, drawing weights from `rng`.
     pub fn new(cfg: WideResNetConfig, rng: &mut StdRng, device: &Device) -> Result<Self> {
-        if cfg.depth < 10 || !(cfg.depth - 4).is_multiple_of(6) {
-            bail!(
-                "WideResNet depth must be 6n+4 with n >= 1 (10, 16, 28, 40, …), got {}",
-                cfg.depth
-            )
-        }
+        let n = super::blocks_per_stage("WideResNet", cfg.depth, 6, 4, "10, 16, 28, 40, …")?;
         if cfg.widen_factor == 0 || cfg.num_classes == 0 || cfg.in_channels == 0 {
             bail!("WideResNet: widen_factor, num_classes and in_channels must be non-zero")
         }
-        if !(0.0..1.0).contains(&cfg.dropout) {
-            bail!("WideResNet dropout must be in [0, 1), got {}", cfg.dropout)
-        }
-        let n = (cfg.depth - 4) / 6;
+        super::check_dropout("WideResNet", cfg.dropout)?;
         let k = cfg.widen_factor;
         let widths = [16, 16 * k, 32 * k, 64 * k];
         let kn = Init::KaimingNormalFanOut;
@@ -107,10 +99,6 @@ impl WideResNet {
 }
 
 impl Classifier for WideResNet {
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
     fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let s = &self.store;
         let mut h = layers::conv2d(p, "conv1", x, 1, 1, 1)?;
@@ -141,15 +129,9 @@ impl Classifier for WideResNet {
         ops::global_avg_pool(&h)
     }
 
-    fn head(&self) -> (&str, Option<&str>) {
-        ("fc.weight", Some("fc.bias"))
-    }
-
-    fn num_classes(&self) -> usize {
-        self.cfg.num_classes
-    }
-
     fn feature_dim(&self) -> usize {
         self.widths[3]
     }
+
+    store_head_and_classes!("fc");
 }

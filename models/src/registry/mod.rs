@@ -93,6 +93,18 @@ fn cifar_resnet(depth: usize, num_classes: usize) -> ModelSpec {
     ModelSpec::ResNetCifar { depth, num_classes }
 }
 
+/// The entry `resnet{depth}`: He et al.'s CIFAR ResNet of `depth` layers.
+macro_rules! cifar_resnet_entry {
+    ($depth:literal) => {
+        entry(
+            concat!("resnet", $depth),
+            concat!("CIFAR ResNet-", $depth, " (He et al. 2016)"),
+            10,
+            |n| cifar_resnet($depth, n),
+        )
+    };
+}
+
 /// Every model of the zoo, in the order `models list` prints them.
 pub const MODELS: &[Entry] = &[
     entry(
@@ -112,24 +124,12 @@ pub const MODELS: &[Entry] = &[
         10,
         |n| ModelSpec::LeNet { num_classes: n },
     ),
-    entry("resnet8", "CIFAR ResNet-8 (He et al. 2016)", 10, |n| {
-        cifar_resnet(8, n)
-    }),
-    entry("resnet20", "CIFAR ResNet-20 (He et al. 2016)", 10, |n| {
-        cifar_resnet(20, n)
-    }),
-    entry("resnet32", "CIFAR ResNet-32 (He et al. 2016)", 10, |n| {
-        cifar_resnet(32, n)
-    }),
-    entry("resnet44", "CIFAR ResNet-44 (He et al. 2016)", 10, |n| {
-        cifar_resnet(44, n)
-    }),
-    entry("resnet56", "CIFAR ResNet-56 (He et al. 2016)", 10, |n| {
-        cifar_resnet(56, n)
-    }),
-    entry("resnet110", "CIFAR ResNet-110 (He et al. 2016)", 10, |n| {
-        cifar_resnet(110, n)
-    }),
+    cifar_resnet_entry!(8),
+    cifar_resnet_entry!(20),
+    cifar_resnet_entry!(32),
+    cifar_resnet_entry!(44),
+    cifar_resnet_entry!(56),
+    cifar_resnet_entry!(110),
     entry(
         "preact_resnet18",
         "pre-activation ResNet-18, 32x32 input (He et al. 2016)",
