@@ -99,6 +99,15 @@ fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
 // Two tiny classifiers in f64, written against the public ops so the test does not depend on the
 // zoo's model definitions.
 
+/// A CPU store holding `vars` (drawn in order).
+fn store_of<const N: usize>(vars: [(&str, Tensor); N]) -> ParamStore {
+    let mut store = ParamStore::new(&Device::Cpu);
+    for (name, t) in vars {
+        store.add_var(name, t).unwrap();
+    }
+    store
+}
+
 /// 5-8-3 ReLU MLP.
 struct TinyMlp {
     store: ParamStore,
@@ -106,15 +115,12 @@ struct TinyMlp {
 
 impl TinyMlp {
     fn new(rng: &mut StdRng) -> Self {
-        let mut store = ParamStore::new(&Device::Cpu);
-        store
-            .add_var("fc1.weight", randn(rng, &[8, 5], 0.8))
-            .unwrap();
-        store.add_var("fc1.bias", randn(rng, &[8], 0.3)).unwrap();
-        store
-            .add_var("fc2.weight", randn(rng, &[3, 8], 0.8))
-            .unwrap();
-        store.add_var("fc2.bias", randn(rng, &[3], 0.3)).unwrap();
+        let store = store_of([
+            ("fc1.weight", randn(rng, &[8, 5], 0.8)),
+            ("fc1.bias", randn(rng, &[8], 0.3)),
+            ("fc2.weight", randn(rng, &[3, 8], 0.8)),
+            ("fc2.bias", randn(rng, &[3], 0.3)),
+        ]);
         Self { store }
     }
 }
@@ -145,25 +151,16 @@ struct TinyConvBn {
 
 impl TinyConvBn {
     fn new(rng: &mut StdRng) -> Self {
-        let mut store = ParamStore::new(&Device::Cpu);
-        store
-            .add_var("conv1.weight", randn(rng, &[4, 3, 3, 3], 0.5))
-            .unwrap();
-        store
-            .add_var("bn1.weight", (randn(rng, &[4], 0.2) + 1.0).unwrap())
-            .unwrap();
-        store.add_var("bn1.bias", randn(rng, &[4], 0.2)).unwrap();
-        store
-            .add_var("conv2.weight", randn(rng, &[4, 4, 3, 3], 0.5))
-            .unwrap();
-        store
-            .add_var("bn2.weight", (randn(rng, &[4], 0.2) + 1.0).unwrap())
-            .unwrap();
-        store.add_var("bn2.bias", randn(rng, &[4], 0.2)).unwrap();
-        store
-            .add_var("fc.weight", randn(rng, &[3, 4], 0.8))
-            .unwrap();
-        store.add_var("fc.bias", randn(rng, &[3], 0.3)).unwrap();
+        let store = store_of([
+            ("conv1.weight", randn(rng, &[4, 3, 3, 3], 0.5)),
+            ("bn1.weight", (randn(rng, &[4], 0.2) + 1.0).unwrap()),
+            ("bn1.bias", randn(rng, &[4], 0.2)),
+            ("conv2.weight", randn(rng, &[4, 4, 3, 3], 0.5)),
+            ("bn2.weight", (randn(rng, &[4], 0.2) + 1.0).unwrap()),
+            ("bn2.bias", randn(rng, &[4], 0.2)),
+            ("fc.weight", randn(rng, &[3, 4], 0.8)),
+            ("fc.bias", randn(rng, &[3], 0.3)),
+        ]);
         Self { store }
     }
 }
@@ -490,24 +487,48 @@ fn vnet_forward(phi: &ParamSet, l: &Tensor) -> Result<Tensor> {
     .squeeze(1)
 }
 
+/// The finite-difference oracle of a VNet's meta-gradient: weights `w = weights(φ, ℓ(θ))` with
+/// `ℓ` computed once at `theta` (data to the VNet), then the first-order oracle of the virtual
+/// step, differentiated numerically in φ (the `leaves`, named `names`).
+fn vnet_fd_oracle(
+    model: &dyn Classifier,
+    theta: &ParamSet,
+    p: &Problem,
+    names: &[String],
+    leaves: &[&Tensor],
+    weights: impl Fn(&ParamSet, &Tensor) -> Result<Tensor>,
+) -> Vec<f64> {
+    let z = model.forward(theta, &p.x, &mut meta_ctx()).unwrap();
+    let ell = loss::per_example_ce(&z, &p.y).unwrap().detach();
+    let shapes: Vec<Vec<usize>> = leaves.iter().map(|t| t.dims().to_vec()).collect();
+    let phi0: Vec<f64> = leaves.iter().flat_map(|t| v1(t)).collect();
+    let f = |flat: &[f64]| -> f64 {
+        let mut off = 0;
+        let mut set = BTreeMap::new();
+        for (n, sh) in names.iter().zip(&shapes) {
+            let k: usize = sh.iter().product();
+            let t =
+                Tensor::from_vec(flat[off..off + k].to_vec(), sh.as_slice(), &Device::Cpu).unwrap();
+            set.insert(n.clone(), t);
+            off += k;
+        }
+        let w = v1(&weights(&ParamSet::new(set), &ell).unwrap());
+        p.meta_loss(model, &w)
+    };
+    fd(&f, &phi0)
+}
+
 #[test]
 fn vnet_meta_gradient_matches_finite_differences() {
     on_both_backends(|| {
         let mut rng = StdRng::seed_from_u64(3);
         let (model, p) = mlp_problem(&mut rng);
-        let mut vstore = ParamStore::new(&Device::Cpu);
-        vstore
-            .add_var("linear1.weight", randn(&mut rng, &[4, 1], 1.5))
-            .unwrap();
-        vstore
-            .add_var("linear1.bias", randn(&mut rng, &[4], 0.5))
-            .unwrap();
-        vstore
-            .add_var("linear2.weight", randn(&mut rng, &[1, 4], 1.5))
-            .unwrap();
-        vstore
-            .add_var("linear2.bias", randn(&mut rng, &[1], 0.5))
-            .unwrap();
+        let vstore = store_of([
+            ("linear1.weight", randn(&mut rng, &[4, 1], 1.5)),
+            ("linear1.bias", randn(&mut rng, &[4], 0.5)),
+            ("linear2.weight", randn(&mut rng, &[1, 4], 1.5)),
+            ("linear2.bias", randn(&mut rng, &[1], 0.5)),
+        ]);
         let phi = vstore.params();
         let names: Vec<String> = phi.names().cloned().collect();
         let leaves: Vec<&Tensor> = names.iter().map(|n| phi.get(n).unwrap()).collect();
@@ -524,28 +545,9 @@ fn vnet_meta_gradient_matches_finite_differences() {
         .unwrap();
         let analytic: Vec<f64> = g.grads.iter().flat_map(v1).collect();
 
-        // Oracle: weights = VNet_φ(ℓ(θ)) with ℓ computed once (the VNet input is data), then the
-        // same first-order oracle as for ε.
-        let z = model
-            .forward(&model.store().params(), &p.x, &mut meta_ctx())
-            .unwrap();
-        let ell = loss::per_example_ce(&z, &p.y).unwrap().detach();
-        let shapes: Vec<Vec<usize>> = leaves.iter().map(|t| t.dims().to_vec()).collect();
-        let phi0: Vec<f64> = leaves.iter().flat_map(|t| v1(t)).collect();
-        let f = |flat: &[f64]| -> f64 {
-            let mut off = 0;
-            let mut set = BTreeMap::new();
-            for (n, sh) in names.iter().zip(&shapes) {
-                let k: usize = sh.iter().product();
-                let t = Tensor::from_vec(flat[off..off + k].to_vec(), sh.as_slice(), &Device::Cpu)
-                    .unwrap();
-                set.insert(n.clone(), t);
-                off += k;
-            }
-            let w = v1(&vnet_forward(&ParamSet::new(set), &ell).unwrap());
-            p.meta_loss(&model, &w)
-        };
-        assert_matches_fd(&analytic, &fd(&f, &phi0), "VNet dL/dφ");
+        let theta = model.store().params();
+        let numeric = vnet_fd_oracle(&model, &theta, &p, &names, &leaves, vnet_forward);
+        assert_matches_fd(&analytic, &numeric, "VNet dL/dφ");
         assert!(v1(&g.weights).iter().all(|&w| w > 0.0 && w < 1.0));
     });
 }
@@ -706,28 +708,8 @@ fn mwn_vnet_through_resnet8_with_batch_norm_matches_finite_differences() {
         )
         .unwrap();
         let analytic: Vec<f64> = g.grads.iter().flat_map(v1).collect();
-        // Oracle: w = VNet_φ(ℓ(θ)) with ℓ computed once (data to the VNet), then the
-        // first-order oracle of the virtual step.
-        let z = model
-            .forward(&theta64(&model), &p.x, &mut meta_ctx())
-            .unwrap();
-        let ell = loss::per_example_ce(&z, &p.y).unwrap().detach();
-        let shapes: Vec<Vec<usize>> = leaves.iter().map(|t| t.dims().to_vec()).collect();
-        let phi0: Vec<f64> = leaves.iter().flat_map(|t| v1(t)).collect();
-        let f = |flat: &[f64]| -> f64 {
-            let mut off = 0;
-            let mut set = BTreeMap::new();
-            for (n, sh) in names.iter().zip(&shapes) {
-                let k: usize = sh.iter().product();
-                let t = Tensor::from_vec(flat[off..off + k].to_vec(), sh.as_slice(), &Device::Cpu)
-                    .unwrap();
-                set.insert(n.clone(), t);
-                off += k;
-            }
-            let w = v1(&weights(&ParamSet::new(set), &ell).unwrap());
-            p.meta_loss(&model, &w)
-        };
-        assert_matches_fd(&analytic, &fd(&f, &phi0), "MWN VNet through ResNet-8 dL/dφ");
+        let numeric = vnet_fd_oracle(&model, &theta64(&model), &p, &names, &leaves, weights);
+        assert_matches_fd(&analytic, &numeric, "MWN VNet through ResNet-8 dL/dφ");
     });
 }
 
