@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -90,20 +91,8 @@ impl Labels {
     }
 }
 
-/// One bin of a reliability diagram (as computed by `zoo_models::metrics`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ReliabilityBin {
-    /// Lower edge of the confidence bin.
-    pub lower: f64,
-    /// Upper edge.
-    pub upper: f64,
-    /// Mean confidence of the examples in the bin.
-    pub confidence: f64,
-    /// Their accuracy.
-    pub accuracy: f64,
-    /// How many examples fell in the bin.
-    pub count: usize,
-}
+/// One bin of a reliability diagram, as `zoo_models::metrics` computes it.
+pub use zoo_models::metrics::ReliabilityBin;
 
 fn color(i: usize) -> RGBColor {
     // Tableau-10: distinguishable, colour-blind friendlier than plotters' default palette.
@@ -158,6 +147,49 @@ fn render(
     atomic_write(path, svg.as_bytes())
 }
 
+/// The chart type every plot here draws on: `f64` × `f64` coordinates.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart on `root` over `x` × `y` with the shared caption font, margin and label areas.
+fn chart_on<'a, DB: DrawingBackend + 'a>(
+    root: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, DB>> {
+    ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .map_err(err)
+}
+
+/// The mesh with axis descriptions `x` and `y`.
+fn mesh<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, x: &str, y: &str) -> Result<()> {
+    chart
+        .configure_mesh()
+        .x_desc(x)
+        .y_desc(y)
+        .draw()
+        .map_err(err)
+}
+
+/// The legend of the labelled series, in a white box at `position`.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(position)
+        .draw()
+        .map_err(err)
+}
+
 /// Lines (one per series) with optional ±error bars and a legend.
 pub fn line_chart(path: &Path, labels: &Labels, series: &[Series]) -> Result<()> {
     if series.iter().all(|s| s.points.is_empty()) {
@@ -188,19 +220,8 @@ pub fn line_chart(path: &Path, labels: &Labels, series: &[Series]) -> Result<()>
             .collect::<Vec<_>>()
     }))?;
     render(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&labels.title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(&labels.x)
-            .y_desc(&labels.y)
-            .draw()
-            .map_err(err)?;
+        let mut chart = chart_on(&root, &labels.title, xr.0..xr.1, yr.0..yr.1)?;
+        mesh(&mut chart, &labels.x, &labels.y)?;
         for (i, s) in series.iter().enumerate() {
             let c = color(i);
             chart
@@ -223,14 +244,7 @@ pub fn line_chart(path: &Path, labels: &Labels, series: &[Series]) -> Result<()>
                     .map_err(err)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -275,23 +289,13 @@ pub fn histogram(
         .max(1e-9)
         * 1.08;
     render(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&labels.title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(lo..hi, 0.0..ymax)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(&labels.x)
-            .y_desc(if labels.y.is_empty() {
-                "fraction"
-            } else {
-                &labels.y
-            })
-            .draw()
-            .map_err(err)?;
+        let mut chart = chart_on(&root, &labels.title, lo..hi, 0.0..ymax)?;
+        let y = if labels.y.is_empty() {
+            "fraction"
+        } else {
+            &labels.y
+        };
+        mesh(&mut chart, &labels.x, y)?;
         for (i, ((name, _), c)) in samples.iter().zip(&counts).enumerate() {
             let col = color(i);
             chart
@@ -305,13 +309,7 @@ pub fn histogram(
                     Rectangle::new([(x, y - 5), (x + 15, y + 5)], col.mix(0.45).filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::MiddleRight)
     })
 }
 
@@ -347,13 +345,7 @@ pub fn bar_chart(
     let k = series.len() as f64;
     let cats = categories.to_vec();
     render(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&labels.title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5..(n as f64 - 0.5), ylo..yhi)
-            .map_err(err)?;
+        let mut chart = chart_on(&root, &labels.title, -0.5..(n as f64 - 0.5), ylo..yhi)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -383,13 +375,7 @@ pub fn bar_chart(
                 .label(*name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], col.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::MiddleRight)
     })
 }
 
@@ -405,22 +391,9 @@ pub fn reliability_diagram(
         bail!("reliability diagram {}: no bins", path.display());
     }
     render(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("{title} (ECE {:.2}%)", 100.0 * ece),
-                ("sans-serif", 20),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("confidence")
-            .y_desc("accuracy")
-            .draw()
-            .map_err(err)?;
+        let caption = format!("{title} (ECE {:.2}%)", 100.0 * ece);
+        let mut chart = chart_on(&root, &caption, 0.0..1.0, 0.0..1.0)?;
+        mesh(&mut chart, "confidence", "accuracy")?;
         chart
             .draw_series(bins.iter().filter(|b| b.count > 0).map(|b| {
                 Rectangle::new(
@@ -449,14 +422,7 @@ pub fn reliability_diagram(
             .map_err(err)?
             .label("perfect calibration")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.6)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 
@@ -465,19 +431,8 @@ pub fn scatter(path: &Path, labels: &Labels, sets: &[(&str, &[(f64, f64)])]) -> 
     let xr = padded(sets.iter().flat_map(|(_, p)| p.iter().map(|p| p.0)))?;
     let yr = padded(sets.iter().flat_map(|(_, p)| p.iter().map(|p| p.1)))?;
     render(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&labels.title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(&labels.x)
-            .y_desc(&labels.y)
-            .draw()
-            .map_err(err)?;
+        let mut chart = chart_on(&root, &labels.title, xr.0..xr.1, yr.0..yr.1)?;
+        mesh(&mut chart, &labels.x, &labels.y)?;
         for (i, (name, pts)) in sets.iter().enumerate() {
             let col = color(i);
             chart
@@ -489,12 +444,6 @@ pub fn scatter(path: &Path, labels: &Labels, sets: &[(&str, &[(f64, f64)])]) -> 
                 .label(*name)
                 .legend(move |(x, y)| Circle::new((x + 7, y), 3, col.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::MiddleRight)
     })
 }
