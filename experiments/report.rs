@@ -93,10 +93,20 @@ pub fn render(summaries: &[(PathBuf, Summary)]) -> String {
             let _ = writeln!(s, "\nPlots: {}", links.join(", "));
         }
         let r = &sum.run;
+        let time = match r.training_wall_time_s {
+            Some(t) => format!("training wall time {t:.0} s"),
+            None if r.invocations.is_empty() => {
+                format!(
+                    "wall time {:.0} s (of the invocation that wrote it)",
+                    r.wall_time_s
+                )
+            }
+            None => "training wall time not known".to_string(),
+        };
         let _ = writeln!(
             s,
-            "\nSeeds {:?}; git `{}`; {} on {} ({}); wall time {:.0} s; finished {}. [Details]({dir}/summary.md)",
-            sum.seeds, r.git_revision, r.device, r.cpu, r.cores, r.wall_time_s, r.finished_utc
+            "\nSeeds {:?}; git `{}`; {} on {} ({}); {time}; finished {}. [Details]({dir}/summary.md)",
+            sum.seeds, r.git_revision, r.device, r.cpu, r.cores, r.finished_utc
         );
     }
     s
@@ -152,8 +162,8 @@ pub struct FolderCheck {
 ///    percentage (×100) or its complement (100 − 100x), or the mean of a JSON list there;
 ///    else the difference or ratio of two other rows' values of the same seed. A row marked
 ///    derived ([`crate::results::Row::derived`]) is exempt from this check (its derivation is
-///    listed), not from the others. Numbers match to 1e-9 relative, or to the precision they
-///    are printed with.
+///    listed), not from the others. Numbers match to 1e-9 relative. The check is weak for
+///    small integers (an epoch number matches a count of 3), strong for measured fractions.
 pub fn verify(root: &Path) -> Result<Vec<FolderCheck>> {
     let mut folders = Vec::new();
     let bins = std::fs::read_dir(root)
@@ -392,54 +402,20 @@ fn check_stats(sum: &Summary, fail: &mut Vec<String>, done: &mut Vec<String>) {
     ));
 }
 
-/// A number found in a data file, with the half-unit of its last printed digit.
-#[derive(Debug, Clone, Copy)]
-struct Found {
-    value: f64,
-    half_ulp: f64,
+fn csv_numbers(text: &str, out: &mut Vec<f64>) {
+    out.extend(
+        text.split(|c: char| c == ',' || c.is_whitespace())
+            .filter_map(|tok| tok.parse::<f64>().ok()),
+    );
 }
 
-impl Found {
-    fn matches(&self, v: f64) -> bool {
-        close(self.value, v) || (self.value - v).abs() <= self.half_ulp * (1.0 + 1e-9)
-    }
-}
-
-fn csv_numbers(text: &str, out: &mut Vec<Found>) {
-    for tok in text.split(|c: char| c == ',' || c.is_whitespace()) {
-        if let Ok(value) = tok.parse::<f64>() {
-            let decimals = tok
-                .split_once('.')
-                .filter(|_| !tok.contains(['e', 'E']))
-                .map_or(0, |(_, d)| d.len());
-            // Only short, rounded values ({:.3}) are matched to their precision.
-            let half_ulp = if (1..=4).contains(&decimals) {
-                0.5 * 10f64.powi(-(decimals as i32))
-            } else {
-                0.0
-            };
-            out.push(Found { value, half_ulp });
-        }
-    }
-}
-
-fn json_numbers(v: &serde_json::Value, out: &mut Vec<Found>) {
+fn json_numbers(v: &serde_json::Value, out: &mut Vec<f64>) {
     match v {
-        serde_json::Value::Number(n) => {
-            if let Some(value) = n.as_f64() {
-                out.push(Found {
-                    value,
-                    half_ulp: 0.0,
-                });
-            }
-        }
+        serde_json::Value::Number(n) => out.extend(n.as_f64()),
         serde_json::Value::Array(a) => {
             let nums: Vec<f64> = a.iter().filter_map(|x| x.as_f64()).collect();
             if nums.len() >= 2 && nums.len() == a.len() {
-                out.push(Found {
-                    value: crate::stats::mean(&nums),
-                    half_ulp: 0.0,
-                });
+                out.push(crate::stats::mean(&nums));
             }
             for x in a {
                 json_numbers(x, out);
@@ -456,7 +432,7 @@ fn json_numbers(v: &serde_json::Value, out: &mut Vec<Found>) {
 
 /// Every number of the `.csv` and `.json` files under `dir` (recursively, checkpoints aside;
 /// `top_level` reads only the folder's own data files, not summary.json or config.json).
-fn numbers_in(dir: &Path, top_level: bool, out: &mut Vec<Found>) {
+fn numbers_in(dir: &Path, top_level: bool, out: &mut Vec<f64>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -496,7 +472,7 @@ fn numbers_in(dir: &Path, top_level: bool, out: &mut Vec<Found>) {
 fn check_traced(dir: &Path, sum: &Summary, fail: &mut Vec<String>, done: &mut Vec<String>) {
     let mut shared = Vec::new();
     numbers_in(dir, true, &mut shared);
-    let per_seed: Vec<Vec<Found>> = sum
+    let per_seed: Vec<Vec<f64>> = sum
         .seeds
         .iter()
         .map(|s| {
@@ -509,9 +485,9 @@ fn check_traced(dir: &Path, sum: &Summary, fail: &mut Vec<String>, done: &mut Ve
     for s in &sum.seeds {
         numbers_in(&dir.join(format!("seed_{s}")), false, &mut all);
     }
-    let in_files = |pool: &[Found], v: f64| {
+    let in_files = |pool: &[f64], v: f64| {
         pool.iter()
-            .any(|f| f.matches(v) || f.matches(v / 100.0) || f.matches(1.0 - v / 100.0))
+            .any(|&f| close(f, v) || close(f, v / 100.0) || close(f, 1.0 - v / 100.0))
     };
     let (mut traced, mut by_rows, mut derived) = (0, 0, Vec::new());
     for (ri, r) in sum.rows.iter().enumerate() {
@@ -567,4 +543,91 @@ fn check_traced(dir: &Path, sum: &Summary, fail: &mut Vec<String>, done: &mut Ve
         let _ = write!(what, "; derived rows not traced: {}", derived.join(", "));
     }
     done.push(what);
+}
+
+/// Marks the start of the block of a README that `report --readme` writes.
+pub const STATUS_BEGIN: &str = "<!-- report:status:begin -->";
+/// Marks its end.
+pub const STATUS_END: &str = "<!-- report:status:end -->";
+
+/// The status table of every results folder: what ran, at which revision, for how long,
+/// whether `report --verify` verified it, and its first rows.
+pub fn status_table(root: &Path) -> Result<String> {
+    let summaries = gather(root)?;
+    let checks = verify(root)?;
+    let mut s = String::from(
+        "| binary | folder | seeds | training wall time | revision | checked | first rows (see \
+         the folder's summary.md) |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (path, sum) in &summaries {
+        let dir = path.parent().unwrap_or(path);
+        let checked = match checks.iter().find(|c| c.folder == dir).map(|c| &c.verdict) {
+            Some(Verdict::Verified(_)) => "verified".to_string(),
+            Some(Verdict::Legacy) => "legacy: predates results/PROTOCOL.md".to_string(),
+            Some(Verdict::Failed(w)) => {
+                format!("**fails `report --verify`** ({} problems)", w.len())
+            }
+            None => "not checked".to_string(),
+        };
+        let r = &sum.run;
+        let time = r
+            .training_wall_time_s
+            .map_or("not recorded".to_string(), |t| {
+                format!("{:.1} min", t / 60.0)
+            });
+        let rows: Vec<String> = sum
+            .rows
+            .iter()
+            .take(3)
+            .map(|row| format!("{}: {}", escape_cell(&row.name), row.ours_cell()))
+            .collect();
+        let folder = dir.to_string_lossy().replace('\\', "/");
+        let _ =
+            writeln!(
+            s,
+            "| `{}` | [{folder}]({}/{folder}/summary.md) | {} | {time} | `{}` | {checked} | {} |",
+            sum.binary,
+            root.to_string_lossy().replace('\\', "/").trim_end_matches('/'),
+            sum.seeds
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.git_revision,
+            rows.join("; ")
+        );
+    }
+    Ok(s)
+}
+
+fn escape_cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// `report --readme FILE`: replaces the block between [`STATUS_BEGIN`] and [`STATUS_END`] in
+/// `readme` with [`status_table`] of `root`, so the README's status is the summaries', never
+/// typed. The rest of the file is untouched; a file without the markers is an error.
+pub fn write_status_block(readme: &Path, root: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(readme).with_context(|| format!("reading {}", readme.display()))?;
+    let (Some(b), Some(e)) = (text.find(STATUS_BEGIN), text.find(STATUS_END)) else {
+        anyhow::bail!(
+            "{} has no status block: put the lines {STATUS_BEGIN} and {STATUS_END} where the \
+             generated status table goes",
+            readme.display()
+        );
+    };
+    if e < b {
+        anyhow::bail!(
+            "{}: {STATUS_END} comes before {STATUS_BEGIN}",
+            readme.display()
+        );
+    }
+    let new = format!(
+        "{}{STATUS_BEGIN}\n{}{}",
+        &text[..b],
+        status_table(root)?,
+        &text[e..]
+    );
+    atomic_write(readme, new.as_bytes())
 }

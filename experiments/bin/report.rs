@@ -1,7 +1,7 @@
 //! Gather every `results/<binary>/<preset>/summary.json` into `results/README.md`, or check
 //! every results folder against its per-seed files (`--verify`).
 //!
-//! `cargo run --release --bin report [-- --results DIR] [--verify]`
+//! `cargo run --release --bin report [-- --results DIR] [--verify | --readme README.md]`
 
 use std::path::PathBuf;
 
@@ -20,6 +20,11 @@ struct Args {
     /// as legacy, unverified. Exits with status 1 if a check fails.
     #[arg(long)]
     verify: bool,
+    /// Instead of writing results/README.md, rewrite the status block of this file (the
+    /// repository's README.md): the lines between `<!-- report:status:begin -->` and
+    /// `<!-- report:status:end -->` become a table of every results folder.
+    #[arg(long, value_name = "FILE", conflicts_with = "verify")]
+    readme: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +37,11 @@ fn main() -> anyhow::Result<()> {
         if !ok {
             std::process::exit(1);
         }
+        return Ok(());
+    }
+    if let Some(readme) = &args.readme {
+        zoo::report::write_status_block(readme, &args.results)?;
+        tracing::info!("rewrote the status block of {}", readme.display());
         return Ok(());
     }
     let (path, n) = zoo::report::write_readme(&args.results)?;

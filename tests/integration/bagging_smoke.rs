@@ -15,7 +15,14 @@ fn smoke_preset_end_to_end() {
     );
     let out = scratch("bagging", "smoke");
     let o = Command::new(env!("CARGO_BIN_EXE_bagging"))
-        .args(["--preset", "smoke", "--threads", "2", "--out"])
+        .args([
+            "--preset",
+            "smoke",
+            "--threads",
+            "2",
+            "--allow-dirty",
+            "--out",
+        ])
         .arg(&out)
         .arg("--hf-home")
         .arg(&hf)
@@ -107,7 +114,7 @@ fn invalid_flags_are_rejected_before_any_work() {
     ] {
         let out = scratch("bagging", "bad");
         let o = Command::new(env!("CARGO_BIN_EXE_bagging"))
-            .args(["--preset", "smoke", "--out"])
+            .args(["--preset", "smoke", "--allow-dirty", "--out"])
             .arg(&out)
             .args(&bad)
             .output()

@@ -46,10 +46,12 @@ pub fn scratch(binary: &str, name: &str) -> PathBuf {
     d
 }
 
-/// Runs the built binary `exe` with `args --out out`, offline, on the shared HF cache.
+/// Runs the built binary `exe` with `args --out out`, offline, on the shared HF cache, with
+/// `--allow-dirty` (tests run from work trees with uncommitted changes).
 pub fn run_with_out(exe: &str, args: &[&str], out: &Path) -> Output {
     Command::new(exe)
         .args(args)
+        .arg("--allow-dirty")
         .arg("--out")
         .arg(out)
         .env("HF_HOME", hf_home())

@@ -13,6 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_confidence_penalty");
 fn run(args: &[&str], out: &Path) -> Output {
     Command::new(BIN)
         .args(args)
+        .arg("--allow-dirty")
         .arg("--out")
         .arg(out)
         .env("HF_HOME", hf_home())
@@ -137,7 +138,9 @@ fn smoke_preset_writes_a_valid_summary() {
     );
     // Validation ECE is scored for every grid point, and the notes name the β best by error
     // and by NLL and read the ordering with paired tests.
-    assert!(cp["grid"][0]["val"]["ece"].as_f64().is_some_and(|e| e >= 0.0));
+    assert!(cp["grid"][0]["val"]["ece"]
+        .as_f64()
+        .is_some_and(|e| e >= 0.0));
     let summary_notes: Vec<&str> = s["notes"]
         .as_array()
         .expect("notes")

@@ -10,6 +10,7 @@ fn run(args: &[&str]) -> std::process::Output {
         .env("HF_HOME", hf_home())
         .env("RUST_LOG", "warn")
         .args(args)
+        .arg("--allow-dirty")
         .output()
         .expect("running the distill binary")
 }

@@ -59,8 +59,9 @@ struct Args {
     lr: Option<f64>,
 }
 
+/// `argv` parsed as the binary would, with `--allow-dirty` (tests run from dirty trees).
 fn parse(argv: &[&str]) -> (CommonArgs, Config) {
-    let args = Args::try_parse_from(argv).unwrap();
+    let args = Args::try_parse_from(argv.iter().copied().chain(["--allow-dirty"])).unwrap();
     let mut cfg = Config::preset(args.common.preset);
     zoo::apply_overrides!(cfg, args; epochs, lr);
     (args.common, cfg)
@@ -381,4 +382,286 @@ fn report_gathers_every_summary_into_the_readme() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mwn/cpu/summary.json"));
+}
+
+/// HEAD's short revision: what a run from this checkout, clean, records.
+fn head_revision() -> String {
+    let o = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .expect("git runs");
+    assert!(o.status.success(), "the tests run in a git checkout");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A folder as a protocol run writes it: per-seed logs, config.json, a plot and the summary
+/// (at HEAD, clean). Rows: A (seed logs, as %), B, their paired difference, a single teacher.
+fn protocol_folder(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join("toy").join(name);
+    let results = zoo::results::ResultsDir::create(&dir).unwrap();
+    let log = |rel: &str, err: &str| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(
+            p,
+            format!("epoch,epoch_s,test_error\n1,2.125,0.7\n2,2.250,{err}\n"),
+        )
+        .unwrap();
+    };
+    log("seed_0/a/log.csv", "0.4");
+    log("seed_1/a/log.csv", "0.42");
+    log("seed_0/b/log.csv", "0.3875");
+    log("seed_1/b/log.csv", "0.405");
+    log("seed_0/teacher/log.csv", "0.125");
+    std::fs::write(dir.join("config.json"), "{}\n").unwrap();
+    std::fs::write(dir.join("curves.svg"), "<svg></svg>\n").unwrap();
+    let mut s = fake_summary("toy", name, 36.5, vec![40.0, 42.0]);
+    s.rows
+        .push(Row::new("Setting B", "% error", vec![38.75, 40.5]));
+    s.rows
+        .push(Row::paired_difference("A − B", "points", &[40.0, 42.0], &[38.75, 40.5]).unwrap());
+    s.rows.push(Row::new(
+        "Teacher (one, shared by the seeds)",
+        "% error",
+        vec![12.5],
+    ));
+    s.run.git_revision = head_revision();
+    results.write_summary(&s).unwrap();
+    dir
+}
+
+fn edit_summary(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("summary.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+fn verdict_of(checks: &[zoo::report::FolderCheck], name: &str) -> zoo::report::Verdict {
+    checks
+        .iter()
+        .find(|c| c.folder.ends_with(name))
+        .unwrap_or_else(|| panic!("{name} not checked: {checks:?}"))
+        .verdict
+        .clone()
+}
+
+fn failures(v: zoo::report::Verdict) -> String {
+    match v {
+        zoo::report::Verdict::Failed(w) => w.join("\n"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn verify_passes_a_protocol_folder_and_fails_tampered_missing_and_dirty_ones() {
+    use zoo::report::{render_verification, verify, Verdict};
+    let root = temp_dir("verify");
+    let good = protocol_folder(&root, "good");
+    let md = std::fs::read_to_string(good.join("summary.md")).unwrap();
+    assert!(
+        md.contains("| Teacher (one, shared by the seeds) | — | 12.50 (n = 1) |")
+            && !md.contains("± 0.00"),
+        "{md}"
+    );
+    assert!(
+        md.contains("(p = 0.058, not resolved)")
+            && md.contains("A − B: paired t = 11.00, p = 0.058: not resolved (p > 0.05)"),
+        "{md}"
+    );
+    assert!(
+        md.starts_with("# toy"),
+        "a clean run's summary starts with its title: {md}"
+    );
+
+    // A value changed in summary.json: its statistics and the table no longer agree.
+    let tampered = protocol_folder(&root, "tampered");
+    edit_summary(&tampered, |v| {
+        v["rows"][0]["ours"]["per_seed"][1] = 43.0.into()
+    });
+    // A per-seed log changed: the summary's value is in no per-seed file any more.
+    let relogged = protocol_folder(&root, "relogged");
+    std::fs::write(
+        relogged.join("seed_1/a/log.csv"),
+        "epoch,epoch_s,test_error\n1,2.125,0.7\n2,2.250,0.43\n",
+    )
+    .unwrap();
+    let missing = protocol_folder(&root, "missing");
+    std::fs::remove_file(missing.join("curves.svg")).unwrap();
+    let dirty = protocol_folder(&root, "dirty");
+    edit_summary(&dirty, |v| {
+        v["run"]["git_revision"] = format!("{}-dirty", head_revision()).into()
+    });
+    let unknown = protocol_folder(&root, "unknown-commit");
+    edit_summary(&unknown, |v| v["run"]["git_revision"] = "0000000".into());
+    let legacy = protocol_folder(&root, "legacy");
+    edit_summary(&legacy, |v| {
+        v["run"].as_object_mut().unwrap().remove("protocol");
+    });
+    std::fs::create_dir_all(root.join("toy/no-summary/seed_0")).unwrap();
+
+    let checks = verify(&root).unwrap();
+    assert_eq!(checks.len(), 8, "{checks:?}");
+    match verdict_of(&checks, "good") {
+        Verdict::Verified(what) => {
+            let what = what.join("; ");
+            assert!(
+                what.contains("5 per-seed values found in the per-seed files, 2 as differences"),
+                "{what}"
+            );
+        }
+        other => panic!("the good folder: {other:?}"),
+    }
+    let t = failures(verdict_of(&checks, "tampered"));
+    // (the table shows the stored mean, so only the recomputed statistics and the trace fail)
+    assert!(
+        t.contains("row \"Setting A\": mean ± std 41 ± ")
+            && t.contains("row \"Setting A\", seed 1: 43 is in no per-seed file"),
+        "{t}"
+    );
+    let r = failures(verdict_of(&checks, "relogged"));
+    assert!(
+        r.contains("row \"Setting A\", seed 1: 42 is in no per-seed file"),
+        "{r}"
+    );
+    assert!(failures(verdict_of(&checks, "missing")).contains("missing: curves.svg"));
+    assert!(failures(verdict_of(&checks, "dirty")).contains("dirty tree"));
+    assert!(failures(verdict_of(&checks, "unknown-commit")).contains("not a commit"));
+    assert!(failures(verdict_of(&checks, "no-summary")).contains("summary.json"));
+    assert_eq!(verdict_of(&checks, "legacy"), Verdict::Legacy);
+    let (text, ok) = render_verification(&checks);
+    assert!(!ok);
+    assert!(text.contains("legacy    toy/legacy (predates results/PROTOCOL.md): not verified"));
+    assert!(
+        text.contains("1 verified, 1 legacy (not verified), 6 failed, of 8 folders"),
+        "{text}"
+    );
+
+    // The binary: status 1 while a folder fails, 0 once only good and legacy ones remain.
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_report"))
+            .args(["--verify", "--results", root.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("FAILED    toy/tampered:"));
+    for f in [
+        "tampered",
+        "relogged",
+        "missing",
+        "dirty",
+        "unknown-commit",
+        "no-summary",
+    ] {
+        std::fs::remove_dir_all(root.join("toy").join(f)).unwrap();
+    }
+    let o = run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+#[test]
+fn a_dirty_summary_says_so_first_and_a_dirty_tree_needs_the_flag() {
+    let mut s = fake_summary("toy", "cpu", 36.5, vec![40.0, 42.0]);
+    s.run.git_revision = "abc1234-dirty".into();
+    assert!(
+        s.to_markdown().starts_with("**Dirty tree"),
+        "{}",
+        s.to_markdown()
+    );
+    let dirty = zoo::results::git_revision().ends_with("-dirty");
+    let refused = zoo::results::check_clean_tree(false);
+    assert_eq!(refused.is_err(), dirty);
+    if let Err(e) = refused {
+        assert!(format!("{e:#}").contains("--allow-dirty"), "{e:#}");
+    }
+    zoo::results::check_clean_tree(true).unwrap();
+}
+
+#[test]
+fn a_resume_that_rewrites_the_summary_keeps_the_training_time() {
+    use zoo::results::RunInfo;
+    let cpu = candle_core::Device::Cpu;
+    let mut first = RunInfo::collect(100.0, &cpu);
+    first.command = "toy --preset cpu".into();
+    first.finish(None, false, true);
+    assert_eq!(first.training_wall_time_s, Some(100.0));
+    assert_eq!(first.protocol, Some(1));
+    assert!(first
+        .rustc
+        .as_deref()
+        .is_some_and(|v| v.starts_with("rustc ")));
+    let prev = serde_json::json!({ "run": first });
+    let mut rewrite = RunInfo::collect(2.0, &cpu);
+    rewrite.command = "toy --preset cpu --resume".into();
+    rewrite.finish(Some(&prev), true, false);
+    assert_eq!(rewrite.training_wall_time_s, Some(100.0));
+    assert_eq!(rewrite.invocations.len(), 2);
+    assert!(rewrite
+        .to_markdown()
+        .contains("- this invocation: 2.0 s, rebuilt the summary"));
+    // A resume that trains adds its time.
+    let prev = serde_json::json!({ "run": rewrite });
+    let mut more = RunInfo::collect(50.0, &cpu);
+    more.command = "toy --preset cpu --resume --seeds 0,1,2".into();
+    more.finish(Some(&prev), true, true);
+    assert_eq!(more.training_wall_time_s, Some(150.0));
+    // A summary written before the history counts as one invocation, a rewrite as unknown.
+    let legacy = serde_json::json!({ "run": { "wall_time_s": 1726.0, "command": "distill",
+        "git_revision": "001a2f5", "finished_utc": "2026-12-02T04:14:53Z" } });
+    let mut r = RunInfo::collect(1.0, &cpu);
+    r.finish(Some(&legacy), true, false);
+    assert_eq!(r.training_wall_time_s, Some(1726.0));
+    let legacy_rewrite = serde_json::json!({ "run": { "wall_time_s": 0.85,
+        "command": "mwn --resume" } });
+    let mut r = RunInfo::collect(1.0, &cpu);
+    r.finish(Some(&legacy_rewrite), true, false);
+    assert_eq!(r.training_wall_time_s, None);
+    assert!(r.to_markdown().contains("training wall time: not known"));
+    // A resume with no earlier summary cannot know the training time either.
+    let mut r = RunInfo::collect(1.0, &cpu);
+    r.finish(None, true, true);
+    assert_eq!(r.training_wall_time_s, None);
+}
+
+#[test]
+fn the_readme_status_block_is_generated_from_the_summaries() {
+    use zoo::report::{write_status_block, STATUS_BEGIN, STATUS_END};
+    let root = temp_dir("status");
+    let results = root.join("results");
+    protocol_folder(&results, "cpu");
+    let readme = root.join("README.md");
+    std::fs::write(
+        &readme,
+        format!("# Zoo\n\nBefore.\n\n{STATUS_BEGIN}\nold, typed\n{STATUS_END}\n\nAfter.\n"),
+    )
+    .unwrap();
+    write_status_block(&readme, &results).unwrap();
+    let md = std::fs::read_to_string(&readme).unwrap();
+    assert!(
+        md.starts_with("# Zoo\n\nBefore.\n\n")
+            && md.ends_with(&format!("{STATUS_END}\n\nAfter.\n"))
+    );
+    assert!(!md.contains("old, typed"), "{md}");
+    let want = format!(
+        "| `toy` | [toy/cpu]({}/toy/cpu/summary.md) | 0, 1 |",
+        results.display()
+    );
+    assert!(
+        md.contains(&want) && md.contains("| verified | Setting A: 41.00 ± 1.41;"),
+        "{md}"
+    );
+    // Rewriting is idempotent; a README without the block is an error, left as it was.
+    write_status_block(&readme, &results).unwrap();
+    assert_eq!(std::fs::read_to_string(&readme).unwrap(), md);
+    std::fs::write(&readme, "# Zoo\n").unwrap();
+    let e = write_status_block(&readme, &results).unwrap_err();
+    assert!(format!("{e:#}").contains(STATUS_BEGIN));
+    assert_eq!(std::fs::read_to_string(&readme).unwrap(), "# Zoo\n");
 }

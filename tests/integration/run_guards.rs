@@ -68,7 +68,8 @@ struct Args {
 }
 
 fn setup(argv: &[&str]) -> Result<Experiment<Toy>> {
-    let args = Args::try_parse_from([&["toy"], argv].concat())?;
+    // Tests run from work trees with uncommitted changes.
+    let args = Args::try_parse_from([&["toy"], argv, &["--allow-dirty"]].concat())?;
     let mut cfg = Toy::preset(args.common.preset);
     zoo::apply_overrides!(cfg, args; lr);
     Experiment::setup("toy", &args.common, cfg)
@@ -233,7 +234,14 @@ fn a_second_run_into_a_locked_folder_is_refused() {
     );
     // Another process: a real binary, refused before it writes anything.
     let o2 = Command::new(env!("CARGO_BIN_EXE_bagging"))
-        .args(["--preset", "smoke", "--no-neural", "--out", o])
+        .args([
+            "--preset",
+            "smoke",
+            "--no-neural",
+            "--allow-dirty",
+            "--out",
+            o,
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o2.stderr);
