@@ -113,8 +113,8 @@ fn final_losses_and_weights(
         let w = vnet
             .forward(&vnet.store().params(), &l.unsqueeze(1)?)?
             .squeeze(1)?;
-        ls.extend(l.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?);
-        ws.extend(w.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?);
+        ls.extend(zoo_models::readout::vec_f64(&l)?);
+        ws.extend(zoo_models::readout::vec_f64(&w)?);
     }
     Ok((ls, ws))
 }

@@ -11,6 +11,7 @@ use zoo_models::loss::{self, Reduction};
 use zoo_models::meta::{classifier_meta_gradient, leaf_grad_store, InnerForward, MetaGrad};
 use zoo_models::models::VNet;
 use zoo_models::optim::{Adam, Optimizer, Sgd};
+use zoo_models::readout;
 use zoo_models::{Classifier, ParamSet};
 
 use super::config::{MwnSettings, Normalise, VnetOptim};
@@ -27,7 +28,7 @@ pub fn normalise_vnet_weights(v: &Tensor, normalise: Normalise) -> Result<Tensor
         Normalise::Mean => v.clone(),
         Normalise::Sum => {
             let s = v.sum_all()?;
-            let sv = s.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let sv = readout::scalar_f64(&s)?;
             if sv == 0.0 {
                 v.clone()
             } else {
@@ -211,11 +212,11 @@ impl StepRule for MwnRule {
             .forward(&phi, &ell.detach().to_dtype(DType::F32)?.unsqueeze(1)?)?
             .squeeze(1)?
             .detach();
-        self.raw_sum += v.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        self.raw_sum += readout::scalar_f64(&v.sum_all()?)?;
         self.raw_n += v.elem_count();
         let w = normalise_vnet_weights(&v, self.normalise)?.to_dtype(ell.dtype())?;
         let l = loss::weighted_ce(logits, labels, &w, Reduction::Mean)?;
-        let s = v.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let s = readout::scalar_f64(&v.sum_all()?)?;
         let diag = if s > 0.0 { (v / s)? } else { v };
         Ok((l, Some(diag)))
     }

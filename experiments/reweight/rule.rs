@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use rand::rngs::StdRng;
 use zoo_models::meta::InnerForward;
 use zoo_models::{Classifier, ParamSet};
@@ -111,11 +111,7 @@ pub fn check_meta_step<'t>(
     monitor.check(&format!("{what} meta loss"), meta_loss)?;
     let mut norm2 = 0.0;
     for t in grads {
-        norm2 += t
-            .sqr()?
-            .sum_all()?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
+        norm2 += zoo_models::readout::scalar_f64(&t.sqr()?.sum_all()?)?;
     }
     monitor.check(&format!("{what} meta-gradient"), norm2)
 }

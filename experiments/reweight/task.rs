@@ -3,7 +3,7 @@
 //! `OptConfig::round_steps` steps), with the real step's loss decided by one [`StepRule`].
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use zoo_data::augment::Augment;
@@ -234,7 +234,7 @@ impl<'a> ReweightTask<'a> {
         if let Some(w) = &weights {
             round.add_weights(w, &rows, self.data.flagged)?;
         }
-        let l = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let l = zoo_models::readout::scalar_f64(&loss)?;
         monitor.step(l)?;
         let grads = match &inner {
             Some(f) => f.grads(self.model.store(), &loss)?,

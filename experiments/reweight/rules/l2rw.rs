@@ -4,7 +4,7 @@
 //! [`zoo_models::meta::l2rw_grad`].
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use zoo_models::loss::{self, Reduction};
@@ -42,7 +42,7 @@ pub struct ExampleWeights {
 /// `Σ w̃ + [Σ w̃ = 0]`); [`AllZero::Uniform`] uses `1/n` instead. Returns `(w, all_zero)`.
 pub fn normalised_weights(grad_eps: &Tensor, guard: AllZero) -> Result<(Tensor, bool)> {
     let n = grad_eps.dims1().context("∂L/∂ε must have shape (n,)")?;
-    let g: Vec<f64> = grad_eps.to_dtype(DType::F64)?.to_vec1()?;
+    let g: Vec<f64> = zoo_models::readout::vec_f64(grad_eps)?;
     if let Some(bad) = g.iter().find(|x| !x.is_finite()) {
         bail!("non-finite meta-gradient ∂L/∂ε = {bad}");
     }
