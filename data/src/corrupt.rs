@@ -57,6 +57,27 @@ fn check_labels(labels: &[u32], num_classes: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checks `rate` and `labels`, then draws `u ~ U[0, 1)` for every row in order (so the stream
+/// does not depend on the labels) and, where `u < rate`, replaces its label `l` by
+/// `new(l, rng)` (which may draw further).
+fn flip_each(
+    labels: &[u32],
+    num_classes: usize,
+    rate: f64,
+    rng: &mut StdRng,
+    mut new: impl FnMut(u32, &mut StdRng) -> u32,
+) -> Result<Corrupted> {
+    check_rate(rate)?;
+    check_labels(labels, num_classes)?;
+    Ok(Corrupted::from_fn(labels, |l| {
+        if rng.random::<f64>() < rate {
+            new(l, rng)
+        } else {
+            l
+        }
+    }))
+}
+
 /// Uniform noise, Meta-Weight-Net convention: with probability `rate` the label is redrawn
 /// uniformly from all `num_classes` classes, the true one included, so the expected fraction of
 /// changed labels is `rate·(C−1)/C`.
@@ -66,15 +87,9 @@ pub fn uniform_any(
     rate: f64,
     rng: &mut StdRng,
 ) -> Result<Corrupted> {
-    check_rate(rate)?;
-    check_labels(labels, num_classes)?;
-    Ok(Corrupted::from_fn(labels, |l| {
-        if rng.random::<f64>() < rate {
-            rng.random_range(0..num_classes as u32)
-        } else {
-            l
-        }
-    }))
+    flip_each(labels, num_classes, rate, rng, |_, rng| {
+        rng.random_range(0..num_classes as u32)
+    })
 }
 
 /// Uniform noise, L2RW / symmetric-flip convention: with probability `rate` the label becomes one
@@ -85,20 +100,14 @@ pub fn uniform_other(
     rate: f64,
     rng: &mut StdRng,
 ) -> Result<Corrupted> {
-    check_rate(rate)?;
-    check_labels(labels, num_classes)?;
-    Ok(Corrupted::from_fn(labels, |l| {
-        if rng.random::<f64>() < rate {
-            let k = rng.random_range(0..num_classes as u32 - 1);
-            if k >= l {
-                k + 1
-            } else {
-                k
-            }
+    flip_each(labels, num_classes, rate, rng, |l, rng| {
+        let k = rng.random_range(0..num_classes as u32 - 1);
+        if k >= l {
+            k + 1
         } else {
-            l
+            k
         }
-    }))
+    })
 }
 
 /// Pair flip: with probability `rate` class c becomes (c+1) mod C.
@@ -108,16 +117,8 @@ pub fn pair_flip(
     rate: f64,
     rng: &mut StdRng,
 ) -> Result<Corrupted> {
-    check_rate(rate)?;
-    check_labels(labels, num_classes)?;
     let c = num_classes as u32;
-    Ok(Corrupted::from_fn(labels, |l| {
-        if rng.random::<f64>() < rate {
-            (l + 1) % c
-        } else {
-            l
-        }
-    }))
+    flip_each(labels, num_classes, rate, rng, |l, _| (l + 1) % c)
 }
 
 /// Background flip (L2RW §5.2): with probability `rate` a label becomes the single `background`
@@ -129,39 +130,24 @@ pub fn background_flip(
     background: u32,
     rng: &mut StdRng,
 ) -> Result<Corrupted> {
-    check_rate(rate)?;
-    check_labels(labels, num_classes)?;
     ensure!(
         (background as usize) < num_classes,
         "background class {background} outside 0..{num_classes}"
     );
-    Ok(Corrupted::from_fn(labels, |l| {
-        // Draw for every row so the stream does not depend on the labels.
-        let flip = rng.random::<f64>() < rate;
-        if flip {
-            background
-        } else {
-            l
-        }
-    }))
+    flip_each(labels, num_classes, rate, rng, |_, _| background)
 }
 
 /// CIFAR-10 asymmetric noise (Patrini et al.): with probability `rate`, truck→automobile,
 /// bird→airplane, deer→horse, cat→dog, dog→cat; other classes are never changed.
 pub fn cifar10_asymmetric(labels: &[u32], rate: f64, rng: &mut StdRng) -> Result<Corrupted> {
-    check_rate(rate)?;
-    check_labels(labels, 10)?;
-    Ok(Corrupted::from_fn(labels, |l| {
-        let flip = rng.random::<f64>() < rate;
-        match (flip, l) {
-            (true, 9) => 1,
-            (true, 2) => 0,
-            (true, 4) => 7,
-            (true, 3) => 5,
-            (true, 5) => 3,
-            _ => l,
-        }
-    }))
+    flip_each(labels, 10, rate, rng, |l, _| match l {
+        9 => 1,
+        2 => 0,
+        4 => 7,
+        3 => 5,
+        5 => 3,
+        _ => l,
+    })
 }
 
 /// Long-tail profile n_c = ⌊n_max · IF^(−c/(C−1))⌋ (CIFAR-LT, Cao et al. 2019): class 0 keeps
