@@ -92,12 +92,9 @@ impl DenseNet40 {
             store: b.finish(),
         })
     }
-
-    /// The configuration.
-    pub fn config(&self) -> &DenseNetConfig {
-        &self.cfg
-    }
 }
+
+config_accessor!(DenseNet40, DenseNetConfig);
 
 impl Classifier for DenseNet40 {
     fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {

@@ -97,12 +97,9 @@ impl LeNet {
             store: b.finish(),
         })
     }
-
-    /// The configuration.
-    pub fn config(&self) -> &LeNetConfig {
-        &self.cfg
-    }
 }
+
+config_accessor!(LeNet, LeNetConfig);
 
 impl Classifier for LeNet {
     fn features(&self, p: &ParamSet, x: &Tensor, _ctx: &mut Ctx) -> Result<Tensor> {

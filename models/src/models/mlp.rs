@@ -84,11 +84,6 @@ impl Mlp {
         })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &MlpConfig {
-        &self.cfg
-    }
-
     fn n_layers(&self) -> usize {
         self.cfg.widths.len() - 1
     }
@@ -112,6 +107,8 @@ impl Mlp {
         Ok(())
     }
 }
+
+config_accessor!(Mlp, MlpConfig);
 
 impl Classifier for Mlp {
     fn store(&self) -> &ParamStore {

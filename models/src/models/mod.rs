@@ -23,6 +23,18 @@ macro_rules! store_head_and_classes {
     };
 }
 
+/// `config()`, the configuration `$config` the model `$model` was built from (its `cfg` field).
+macro_rules! config_accessor {
+    ($model:ty, $config:ty) => {
+        impl $model {
+            /// The configuration.
+            pub fn config(&self) -> &$config {
+                &self.cfg
+            }
+        }
+    };
+}
+
 mod densenet;
 mod lenet;
 mod mlp;

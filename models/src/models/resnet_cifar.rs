@@ -79,12 +79,9 @@ impl ResNetCifar {
             store: b.finish(),
         })
     }
-
-    /// The configuration.
-    pub fn config(&self) -> &ResNetCifarConfig {
-        &self.cfg
-    }
 }
+
+config_accessor!(ResNetCifar, ResNetCifarConfig);
 
 impl Classifier for ResNetCifar {
     fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {

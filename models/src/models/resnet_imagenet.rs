@@ -144,12 +144,9 @@ impl ResNet {
             store: b.finish(),
         })
     }
-
-    /// The configuration.
-    pub fn config(&self) -> &ResNetConfig {
-        &self.cfg
-    }
 }
+
+config_accessor!(ResNet, ResNetConfig);
 
 impl Classifier for ResNet {
     fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {

@@ -91,12 +91,9 @@ impl WideResNet {
             store: b.finish(),
         })
     }
-
-    /// The configuration.
-    pub fn config(&self) -> &WideResNetConfig {
-        &self.cfg
-    }
 }
+
+config_accessor!(WideResNet, WideResNetConfig);
 
 impl Classifier for WideResNet {
     fn features(&self, p: &ParamSet, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
