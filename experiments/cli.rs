@@ -355,6 +355,52 @@ pub trait ExperimentConfig: Serialize + DeserializeOwned + Clone + fmt::Debug {
     }
 }
 
+/// The [`ExperimentConfig::preset`] of a config with `paper()`, `cpu()` and `smoke()`
+/// constructors, written inside its `impl ExperimentConfig` block: `zoo::preset_constructors!();`.
+#[macro_export]
+macro_rules! preset_constructors {
+    () => {
+        fn preset(p: $crate::cli::Preset) -> Self {
+            match p {
+                $crate::cli::Preset::Paper => Self::paper(),
+                $crate::cli::Preset::Cpu => Self::cpu(),
+                $crate::cli::Preset::Smoke => Self::smoke(),
+            }
+        }
+    };
+}
+
+/// The seed hooks of an [`ExperimentConfig`] that keeps its seeds in a `seeds: Vec<u64>` field
+/// ([`ExperimentConfig::default_seeds`], [`ExperimentConfig::set_seeds`]), written inside its
+/// `impl ExperimentConfig` block: `zoo::seeds_in_config!();`. With `jobs`
+/// (`zoo::seeds_in_config!(jobs);`) also [`ExperimentConfig::set_jobs`] on a `jobs: usize`
+/// field (whose serde default is [`one_job`]).
+#[macro_export]
+macro_rules! seeds_in_config {
+    () => {
+        fn default_seeds(&self) -> Vec<u64> {
+            self.seeds.clone()
+        }
+
+        fn set_seeds(&mut self, seeds: &[u64]) {
+            self.seeds = seeds.to_vec();
+        }
+    };
+    (jobs) => {
+        $crate::seeds_in_config!();
+
+        fn set_jobs(&mut self, jobs: usize) -> ::anyhow::Result<()> {
+            self.jobs = jobs;
+            Ok(())
+        }
+    };
+}
+
+/// One run at a time: the serde default of a config's `jobs` field (configs saved without it).
+pub fn one_job() -> usize {
+    1
+}
+
 /// `--steps N` on a step-indexed schedule trained in rounds: milestones scale with the steps
 /// (rounded down, repeats dropped), the rounds fall back to one when they no longer divide the
 /// steps, and evaluation every `eval_every_rounds` is clamped to the rounds (the last round is
@@ -386,6 +432,50 @@ macro_rules! apply_overrides {
     ($cfg:expr, $args:expr; $($field:ident),+ $(,)?) => {
         $( if let Some(v) = $args.$field.clone() { $cfg.$field = v; } )+
     };
+}
+
+/// The flags of a noisy-label binary whose runs fall into parts (`mwn`, `mlnt`), flattened into
+/// its arguments beside [`CommonArgs`]: which parts and methods run, and noise settings that
+/// replace the preset's (see [`vary_first`]).
+#[derive(Args, Debug, Clone)]
+pub struct NoisyLabelArgs<P, M>
+where
+    P: ValueEnum + Clone + Send + Sync + 'static,
+    M: ValueEnum + Clone + Send + Sync + 'static,
+{
+    /// Parts to run (comma-separated; default: the preset's).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub parts: Option<Vec<P>>,
+    /// Methods (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub methods: Option<Vec<M>>,
+    /// Noise settings, e.g. `uniform:0.4,pair:0.2` (replaces the preset's; the first preset
+    /// setting's dataset, network and held-out clean set size are kept).
+    #[arg(long, value_delimiter = ',')]
+    pub noise: Option<Vec<String>>,
+}
+
+/// A flag that varies one field of the preset's first setting (`--noise a,b`): `settings`
+/// becomes one copy of that first setting per value, each changed by `set`; an error naming
+/// `flag` when the preset has no setting.
+pub fn vary_first<S: Clone, V>(
+    settings: &mut Vec<S>,
+    values: &[V],
+    flag: &str,
+    set: impl Fn(&mut S, &V),
+) -> Result<()> {
+    let Some(first) = settings.first().cloned() else {
+        bail!("{flag}: the preset has no setting to take the dataset and network from");
+    };
+    *settings = values
+        .iter()
+        .map(|v| {
+            let mut s = first.clone();
+            set(&mut s, v);
+            s
+        })
+        .collect();
+    Ok(())
 }
 
 /// `v` without repeats, first occurrence kept (a flag may list a method twice).

@@ -59,9 +59,7 @@ struct Args {
 }
 
 fn apply(cfg: &mut L2rwConfig, a: &Args) -> Result<()> {
-    if let Some(v) = &a.parts {
-        cfg.parts = v.clone();
-    }
+    zoo::apply_overrides!(cfg, a; parts, all_zero);
     if let Some(v) = &a.mnist_methods {
         cfg.mnist.methods = v.clone();
     }
@@ -79,9 +77,6 @@ fn apply(cfg: &mut L2rwConfig, a: &Args) -> Result<()> {
     }
     if let Some(v) = a.cifar_steps {
         cfg.cifar.opt.rescale_steps(v);
-    }
-    if let Some(v) = a.all_zero {
-        cfg.all_zero = v;
     }
     if let Some(d) = &a.cifar_dir {
         if !d.is_dir() {

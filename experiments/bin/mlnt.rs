@@ -12,28 +12,21 @@
 //! Writes `results/mlnt/<preset>/`: `config.json`, `summary.md`/`summary.json`, `results.json`
 //! (every run) and per-run logs under `seed_<s>/<dataset>_<noise>/<method>/`.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Parser;
-use zoo::cli::{CommonArgs, ExperimentConfig};
+use zoo::cli::{vary_first, CommonArgs, ExperimentConfig, NoisyLabelArgs};
 use zoo::mlnt::{Features, Method, MlntConfig, Part, Update};
 
 #[derive(Parser)]
 #[command(
-    about = "Li et al. 2019, MLNT: meta-learning based noise-tolerant training vs CE on noisy CIFAR-10"
+    about = "Li et al. 2019, MLNT: meta-learning based noise-tolerant training vs CE on noisy CIFAR-10",
+    after_help = "--parts clothing1m stops with an error (data not available offline)."
 )]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Parts to run (comma-separated); clothing1m stops with an error (data not available offline).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    parts: Option<Vec<Part>>,
-    /// Methods (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    methods: Option<Vec<Method>>,
-    /// Noise settings, e.g. `uniform:0.4,asym:0.4` (replaces the preset's; the first preset
-    /// setting's dataset, network and validation size are kept).
-    #[arg(long, value_delimiter = ',')]
-    noise: Option<Vec<String>>,
+    #[command(flatten)]
+    noisy: NoisyLabelArgs<Part, Method>,
     /// M: synthetic label sets per meta step.
     #[arg(long)]
     num_fast: Option<usize>,
@@ -76,65 +69,22 @@ struct Args {
 }
 
 fn apply(cfg: &mut MlntConfig, a: &Args) -> Result<()> {
-    if let Some(v) = &a.parts {
+    if let Some(v) = &a.noisy.parts {
         cfg.parts = v.clone();
     }
-    if let Some(v) = &a.methods {
+    if let Some(v) = &a.noisy.methods {
         cfg.cifar.methods = v.clone();
     }
-    if let Some(v) = &a.noise {
-        let Some(first) = cfg.cifar.settings.first().cloned() else {
-            bail!("--noise: the preset has no setting to take the dataset and network from");
-        };
-        cfg.cifar.settings = v
-            .iter()
-            .map(|n| {
-                let mut s = first.clone();
-                s.noise = n.trim().to_string();
-                s
-            })
-            .collect();
-    }
-    let m = &mut cfg.mlnt;
-    if let Some(v) = a.num_fast {
-        m.num_fast = v;
-    }
-    if let Some(v) = a.perturb_ratio {
-        m.perturb_ratio = v;
-    }
-    if let Some(v) = a.num_neighbor {
-        m.num_neighbor = v;
-    }
-    if let Some(v) = a.fast_steps {
-        m.fast_steps = v;
-    }
-    if let Some(v) = a.fast_lr {
-        m.fast_lr = v;
+    if let Some(v) = &a.noisy.noise {
+        vary_first(&mut cfg.cifar.settings, v, "--noise", |s, n| {
+            s.noise = n.trim().to_string()
+        })?;
     }
     if a.first_order {
-        m.first_order = true;
+        cfg.mlnt.first_order = true;
     }
-    if let Some(v) = a.alpha {
-        m.alpha = v;
-    }
-    if let Some(v) = a.start_iter {
-        m.start_iter = v;
-    }
-    if let Some(v) = a.mid_iter {
-        m.mid_iter = v;
-    }
-    if let Some(v) = a.meta_every {
-        m.meta_every = v;
-    }
-    if let Some(v) = a.update {
-        m.update = v;
-    }
-    if let Some(v) = a.features {
-        m.features = v;
-    }
-    if let Some(v) = a.iterative {
-        m.iterative = v;
-    }
+    zoo::apply_overrides!(cfg.mlnt, a; num_fast, perturb_ratio, num_neighbor, fast_steps,
+        fast_lr, alpha, start_iter, mid_iter, meta_every, update, features, iterative);
     cfg.normalise();
     Ok(())
 }

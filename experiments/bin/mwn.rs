@@ -12,29 +12,21 @@
 //! (every run), `weight_fn_*.svg` (learned `w(ℓ)`), `weights_hist_*.svg` (weights of clean vs
 //! corrupted, or head vs tail, examples) and per-run logs under `seed_<s>/<part>_<setting>/<method>/`.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Parser;
-use zoo::cli::{CommonArgs, ExperimentConfig};
+use zoo::cli::{vary_first, CommonArgs, ExperimentConfig, NoisyLabelArgs};
 use zoo::mwn::{Method, MwnConfig, Normalise, Part};
 
 #[derive(Parser)]
 #[command(
-    about = "Shu et al. 2019, Meta-Weight-Net: noisy labels and long-tailed CIFAR, MWN vs CE, focal, class-balanced CE and L2RW"
+    about = "Shu et al. 2019, Meta-Weight-Net: noisy labels and long-tailed CIFAR, MWN vs CE, focal, class-balanced CE and L2RW",
+    after_help = "Results of a part not run now that are already in the output directory, from the same configuration, are kept in the summary; --methods applies to both parts."
 )]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Parts to run (comma-separated). Results of a part not run now that are already in the
-    /// output directory, from the same configuration, are kept in the summary.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    parts: Option<Vec<Part>>,
-    /// Methods of both parts (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    methods: Option<Vec<Method>>,
-    /// Noise settings, e.g. `uniform_any:0.4,pair:0.2` (replaces the preset's; the first
-    /// preset setting's dataset, network and meta set size are kept).
-    #[arg(long, value_delimiter = ',')]
-    noise: Option<Vec<String>>,
+    #[command(flatten)]
+    noisy: NoisyLabelArgs<Part, Method>,
     /// Imbalance factors of the long-tailed part, e.g. `200,100,50` (replaces the preset's; the
     /// first preset setting's dataset, network and meta set size are kept).
     #[arg(long, value_delimiter = ',')]
@@ -48,42 +40,21 @@ struct Args {
 }
 
 fn apply(cfg: &mut MwnConfig, a: &Args) -> Result<()> {
-    if let Some(v) = &a.methods {
+    if let Some(v) = &a.noisy.methods {
         cfg.noise.methods = v.clone();
         cfg.long_tail.methods = v.clone();
     }
-    if let Some(v) = &a.noise {
-        let Some(first) = cfg.noise.settings.first().cloned() else {
-            bail!("--noise: the preset has no noise setting to take the dataset and network from");
-        };
-        cfg.noise.settings = v
-            .iter()
-            .map(|n| {
-                let mut s = first.clone();
-                s.noise = n.trim().to_string();
-                s
-            })
-            .collect();
+    if let Some(v) = &a.noisy.noise {
+        vary_first(&mut cfg.noise.settings, v, "--noise", |s, n| {
+            s.noise = n.trim().to_string()
+        })?;
     }
     if let Some(v) = &a.imbalance {
-        let Some(first) = cfg.long_tail.settings.first().cloned() else {
-            bail!("--imbalance: the preset has no long-tail setting to take the dataset from");
-        };
-        cfg.long_tail.settings = v
-            .iter()
-            .map(|&f| {
-                let mut s = first.clone();
-                s.imbalance_factor = f;
-                s
-            })
-            .collect();
+        vary_first(&mut cfg.long_tail.settings, v, "--imbalance", |s, &f| {
+            s.imbalance_factor = f
+        })?;
     }
-    if let Some(v) = a.meta_every {
-        cfg.mwn.meta_every = v;
-    }
-    if let Some(v) = a.normalise {
-        cfg.mwn.normalise = v;
-    }
+    zoo::apply_overrides!(cfg.mwn, a; meta_every, normalise);
     cfg.normalise();
     Ok(())
 }
@@ -94,6 +65,7 @@ fn main() -> Result<()> {
     let mut cfg = MwnConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;
     let mut parts = args
+        .noisy
         .parts
         .clone()
         .unwrap_or_else(|| vec![Part::Noise, Part::LongTail]);

@@ -131,35 +131,13 @@ pub struct L2rwConfig {
     pub cifar: CifarConfig,
     /// Training runs executed side by side (`--jobs`). Changes wall times only, never the
     /// numbers (every run owns its seeded generators), so it is not part of `config.json`.
-    #[serde(skip, default = "one")]
+    #[serde(skip, default = "crate::cli::one_job")]
     pub jobs: usize,
 }
 
-fn one() -> usize {
-    1
-}
-
 impl ExperimentConfig for L2rwConfig {
-    fn preset(p: Preset) -> Self {
-        match p {
-            Preset::Paper => Self::paper(),
-            Preset::Cpu => Self::cpu(),
-            Preset::Smoke => Self::smoke(),
-        }
-    }
-
-    fn default_seeds(&self) -> Vec<u64> {
-        self.seeds.clone()
-    }
-
-    fn set_seeds(&mut self, seeds: &[u64]) {
-        self.seeds = seeds.to_vec();
-    }
-
-    fn set_jobs(&mut self, jobs: usize) -> Result<()> {
-        self.jobs = jobs;
-        Ok(())
-    }
+    crate::preset_constructors!();
+    crate::seeds_in_config!(jobs);
 
     fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
         use crate::preflight::DataNeed;

@@ -215,49 +215,13 @@ pub struct MlntConfig {
     pub mlnt: MlntSettings,
     /// (setting, seed) chains run side by side on their own threads (`--jobs`). Changes wall
     /// times only, never the numbers: every run owns its seeded generators.
-    #[serde(default = "one")]
+    #[serde(default = "crate::cli::one_job")]
     pub jobs: usize,
 }
 
-fn one() -> usize {
-    1
-}
-
-fn check_net(net: &NetSpec) -> Result<()> {
-    match *net {
-        NetSpec::ResNet { depth } => ensure!(
-            depth >= 8 && (depth - 2).is_multiple_of(6),
-            "ResNet depth must be 6n+2 (8, 20, 32…), got {depth}"
-        ),
-        NetSpec::WideResNet { depth, widen } => ensure!(
-            depth >= 10 && (depth - 4).is_multiple_of(6) && widen >= 1,
-            "WideResNet depth must be 6n+4 and widen >= 1, got {depth}-{widen}"
-        ),
-    }
-    Ok(())
-}
-
 impl ExperimentConfig for MlntConfig {
-    fn preset(p: Preset) -> Self {
-        match p {
-            Preset::Paper => Self::paper(),
-            Preset::Cpu => Self::cpu(),
-            Preset::Smoke => Self::smoke(),
-        }
-    }
-
-    fn default_seeds(&self) -> Vec<u64> {
-        self.seeds.clone()
-    }
-
-    fn set_seeds(&mut self, seeds: &[u64]) {
-        self.seeds = seeds.to_vec();
-    }
-
-    fn set_jobs(&mut self, jobs: usize) -> Result<()> {
-        self.jobs = jobs;
-        Ok(())
-    }
+    crate::preset_constructors!();
+    crate::seeds_in_config!(jobs);
 
     fn rescale_steps(&mut self, steps: usize) -> Result<()> {
         self.cifar.opt.rescale_steps(steps);
@@ -301,7 +265,7 @@ impl ExperimentConfig for MlntConfig {
             let spec: NoiseSpec = s.noise.parse()?;
             spec.validate_for_dataset(&s.dataset, nc)?;
             ensure!(s.val_per_class >= 1, "val_per_class must be at least 1");
-            check_net(&s.net)?;
+            s.net.check("")?;
         }
         let m = &self.mlnt;
         ensure!(

@@ -179,12 +179,8 @@ pub struct MwnConfig {
     pub histogram_examples: usize,
     /// Training runs executed side by side (`--jobs`). Changes wall times only, never the
     /// numbers: every run owns its seeded generators.
-    #[serde(default = "one")]
+    #[serde(default = "crate::cli::one_job")]
     pub jobs: usize,
-}
-
-fn one() -> usize {
-    1
 }
 
 fn classes(dataset: &str) -> Result<usize> {
@@ -205,26 +201,8 @@ fn check_part<S>(p: &PartConfig<S>, what: &str) -> Result<()> {
 }
 
 impl ExperimentConfig for MwnConfig {
-    fn preset(p: Preset) -> Self {
-        match p {
-            Preset::Paper => Self::paper(),
-            Preset::Cpu => Self::cpu(),
-            Preset::Smoke => Self::smoke(),
-        }
-    }
-
-    fn default_seeds(&self) -> Vec<u64> {
-        self.seeds.clone()
-    }
-
-    fn set_seeds(&mut self, seeds: &[u64]) {
-        self.seeds = seeds.to_vec();
-    }
-
-    fn set_jobs(&mut self, jobs: usize) -> Result<()> {
-        self.jobs = jobs;
-        Ok(())
-    }
+    crate::preset_constructors!();
+    crate::seeds_in_config!(jobs);
 
     fn rescale_steps(&mut self, steps: usize) -> Result<()> {
         self.noise.opt.rescale_steps(steps);

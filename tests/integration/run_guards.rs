@@ -47,16 +47,7 @@ impl ExperimentConfig for Toy {
         anyhow::ensure!(self.lr > 0.0, "lr must be positive");
         Ok(())
     }
-    fn default_seeds(&self) -> Vec<u64> {
-        self.seeds.clone()
-    }
-    fn set_seeds(&mut self, seeds: &[u64]) {
-        self.seeds = seeds.to_vec();
-    }
-    fn set_jobs(&mut self, jobs: usize) -> Result<()> {
-        self.jobs = jobs;
-        Ok(())
-    }
+    zoo::seeds_in_config!(jobs);
 }
 
 #[derive(Parser)]
