@@ -570,15 +570,25 @@ pub fn status_table(root: &Path) -> Result<String> {
             None => "not checked".to_string(),
         };
         let r = &sum.run;
-        let time = r
-            .training_wall_time_s
-            .map_or("not recorded".to_string(), |t| {
-                format!("{:.1} min", t / 60.0)
-            });
+        let rewrite = r.command.split_whitespace().any(|a| a == "--resume");
+        let time = match r.training_wall_time_s {
+            Some(t) => format!("{:.1} min", t / 60.0),
+            // Before the history, the one invocation's wall time: training unless it resumed.
+            None if r.invocations.is_empty() && !rewrite => {
+                format!("{:.1} min", r.wall_time_s / 60.0)
+            }
+            None if r.invocations.is_empty() => {
+                format!(
+                    "not known (the `--resume` invocation that wrote it took {:.0} s)",
+                    r.wall_time_s
+                )
+            }
+            None => "not known".to_string(),
+        };
         let rows: Vec<String> = sum
             .rows
             .iter()
-            .take(3)
+            .take(2)
             .map(|row| format!("{}: {}", escape_cell(&row.name), row.ours_cell()))
             .collect();
         let folder = dir.to_string_lossy().replace('\\', "/");
