@@ -28,22 +28,34 @@ pub enum Preset {
     Smoke,
 }
 
-impl Preset {
-    /// Lower-case name, as on the command line and in result paths.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Preset::Paper => "paper",
-            Preset::Cpu => "cpu",
-            Preset::Smoke => "smoke",
+/// `as_str` (the name on the command line and in tables, logs, result keys and paths) and
+/// `Display` of a fieldless enum, from its variants' names:
+/// `zoo::enum_names!(Preset { Paper => "paper", Cpu => "cpu" });`.
+#[macro_export]
+macro_rules! enum_names {
+    ($t:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $t {
+            /// Name on the command line and in tables, logs, result keys and paths.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$variant => $name,)+
+                }
+            }
         }
-    }
+
+        impl ::std::fmt::Display for $t {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl fmt::Display for Preset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+enum_names!(Preset {
+    Paper => "paper",
+    Cpu => "cpu",
+    Smoke => "smoke",
+});
 
 /// Parse a comma-separated list of seeds ("0,1,2"): non-empty, no duplicates.
 pub fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {

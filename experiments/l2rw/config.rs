@@ -27,17 +27,6 @@ pub enum Method {
 }
 
 impl Method {
-    /// Name in tables, logs and directory names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Plain => "plain",
-            Method::Proportional => "proportional",
-            Method::Resample => "resample",
-            Method::Random => "random",
-            Method::L2rw => "l2rw",
-        }
-    }
-
     /// The step rule that trains with this method; `counts`: the training set's class counts.
     pub fn rule(self, guard: AllZero, counts: &[usize]) -> Box<dyn StepRule> {
         match self {
@@ -50,11 +39,13 @@ impl Method {
     }
 }
 
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::enum_names!(Method {
+    Plain => "plain",
+    Proportional => "proportional",
+    Resample => "resample",
+    Random => "random",
+    L2rw => "l2rw",
+});
 
 /// Which experiments a run includes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]

@@ -49,22 +49,11 @@ pub enum Method {
     MlntFo,
 }
 
-impl Method {
-    /// Name in tables, logs and directory names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Ce => "ce",
-            Method::Mlnt => "mlnt",
-            Method::MlntFo => "mlnt_fo",
-        }
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::enum_names!(Method {
+    Ce => "ce",
+    Mlnt => "mlnt",
+    MlntFo => "mlnt_fo",
+});
 
 /// How the meta-gradient and the CE gradient update the student.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -166,22 +155,8 @@ pub struct CifarSetting {
     pub val_per_class: usize,
 }
 
-/// The CIFAR part.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CifarPart {
-    /// Settings.
-    pub settings: Vec<CifarSetting>,
-    /// Methods compared.
-    pub methods: Vec<Method>,
-    /// Optimiser and schedule (the same for every method).
-    pub opt: OptConfig,
-    /// Random crop (pad 4) and horizontal flip.
-    pub augment: bool,
-    /// A random subset of N training images (drawn before the validation set); `None`: all.
-    pub train_limit: Option<usize>,
-    /// Evaluate on the first N test images; `None`: all.
-    pub test_limit: Option<usize>,
-}
+/// The CIFAR part (its held-out clean set is the validation set).
+pub type CifarPart = crate::reweight::opt::PartConfig<CifarSetting, Method>;
 
 /// The Clothing1M part (the authors' recipe, for documentation; not runnable here).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,17 +220,12 @@ impl ExperimentConfig for MlntConfig {
             "parts: give at least one of cifar, clothing1m"
         );
         let c = &self.cifar;
-        ensure!(!c.methods.is_empty(), "cifar.methods: give at least one");
+        c.check("cifar")?;
         ensure!(!c.settings.is_empty(), "cifar.settings: give at least one");
         ensure!(
             c.opt.warmup_steps == 0,
             "cifar.opt.warmup_steps is not used by mlnt: the meta loss starts at mlnt.start_iter"
         );
-        ensure!(
-            c.train_limit != Some(0) && c.test_limit != Some(0),
-            "cifar limits must be >= 1"
-        );
-        c.opt.check("cifar.opt")?;
         for s in &c.settings {
             let nc = match s.dataset.as_str() {
                 "cifar10" => 10,

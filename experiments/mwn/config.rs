@@ -24,24 +24,13 @@ pub enum Method {
     Mwn,
 }
 
-impl Method {
-    /// Name in tables, logs and directory names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Ce => "ce",
-            Method::Focal => "focal",
-            Method::ClassBalanced => "class_balanced",
-            Method::L2rw => "l2rw",
-            Method::Mwn => "mwn",
-        }
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::enum_names!(Method {
+    Ce => "ce",
+    Focal => "focal",
+    ClassBalanced => "class_balanced",
+    L2rw => "l2rw",
+    Mwn => "mwn",
+});
 
 /// How the VNet's outputs `v_i = V_φ(ℓ_i)` weight a batch, in the virtual step and the real step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -118,23 +107,9 @@ pub struct ImbalanceSetting {
     pub meta_per_class: usize,
 }
 
-/// One part of the experiment (noisy labels or long-tailed classes).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PartConfig<S> {
-    /// Settings run in this part.
-    pub settings: Vec<S>,
-    /// Methods compared.
-    pub methods: Vec<Method>,
-    /// Classifier optimiser (step-indexed schedule; `lr` is also MWN's virtual step size at each
-    /// step, as the authors' `meta_lr` follows the schedule).
-    pub opt: OptConfig,
-    /// Random crop (pad 4) and horizontal flip of training images.
-    pub augment: bool,
-    /// Use a random subset of N training images (drawn before the meta set); `None`: all.
-    pub train_limit: Option<usize>,
-    /// Evaluate on the first N test images; `None`: all.
-    pub test_limit: Option<usize>,
-}
+/// One part of the experiment (noisy labels or long-tailed classes); `lr` is also MWN's virtual
+/// step size.
+pub type PartConfig<S> = crate::reweight::opt::PartConfig<S, Method>;
 
 /// Which parts a run includes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -191,15 +166,6 @@ fn classes(dataset: &str) -> Result<usize> {
     })
 }
 
-fn check_part<S>(p: &PartConfig<S>, what: &str) -> Result<()> {
-    ensure!(!p.methods.is_empty(), "{what}.methods: give at least one");
-    ensure!(
-        p.train_limit != Some(0) && p.test_limit != Some(0),
-        "{what} limits must be >= 1"
-    );
-    p.opt.check(&format!("{what}.opt"))
-}
-
 impl ExperimentConfig for MwnConfig {
     crate::preset_constructors!();
     crate::seeds_in_config!(jobs);
@@ -226,8 +192,8 @@ impl ExperimentConfig for MwnConfig {
             !self.noise.settings.is_empty() || !self.long_tail.settings.is_empty(),
             "give at least one noise or long-tail setting"
         );
-        check_part(&self.noise, "noise")?;
-        check_part(&self.long_tail, "long_tail")?;
+        self.noise.check("noise")?;
+        self.long_tail.check("long_tail")?;
         for s in &self.noise.settings {
             let nc = classes(&s.dataset)?;
             let spec: NoiseSpec = s.noise.parse()?;

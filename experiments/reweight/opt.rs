@@ -105,3 +105,38 @@ impl OptConfig {
         }
     }
 }
+
+/// One part of a reweighting experiment (noisy labels, a long tail): its settings `S`, the
+/// methods `M` compared, one optimiser for them all, augmentation and the data limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartConfig<S, M> {
+    /// Settings run in this part.
+    pub settings: Vec<S>,
+    /// Methods compared.
+    pub methods: Vec<M>,
+    /// Optimiser and step-indexed schedule, the same for every method (`lr` is also a meta
+    /// method's virtual step size at each step, as the authors' `meta_lr` follows the schedule).
+    pub opt: OptConfig,
+    /// Random crop (pad 4) and horizontal flip of training images.
+    pub augment: bool,
+    /// Use a random subset of N training images (drawn before the clean held-out set, the meta
+    /// or validation set); `None`: all.
+    pub train_limit: Option<usize>,
+    /// Evaluate on the first N test images; `None`: all.
+    pub test_limit: Option<usize>,
+}
+
+impl<S, M> PartConfig<S, M> {
+    /// Rejects an empty method list, zero limits and a bad optimiser; `what` names the part.
+    pub fn check(&self, what: &str) -> Result<()> {
+        ensure!(
+            !self.methods.is_empty(),
+            "{what}.methods: give at least one"
+        );
+        ensure!(
+            self.train_limit != Some(0) && self.test_limit != Some(0),
+            "{what} limits must be >= 1"
+        );
+        self.opt.check(&format!("{what}.opt"))
+    }
+}
