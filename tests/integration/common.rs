@@ -177,3 +177,15 @@ pub fn row_names(s: &serde_json::Value) -> Vec<&str> {
         .map(|r| r["name"].as_str().expect("row name"))
         .collect()
 }
+
+/// Every result row of a summary has a finite mean, and one in `% test accuracy` lies in
+/// [0, 100].
+pub fn assert_rows_in_range(rows: &[serde_json::Value]) {
+    for r in rows {
+        let v = r["ours"]["mean"].as_f64().unwrap();
+        assert!(v.is_finite(), "{}: {v}", r["name"]);
+        if r["unit"] == "% test accuracy" {
+            assert!((0.0..=100.0).contains(&v), "{}: {v}", r["name"]);
+        }
+    }
+}

@@ -141,65 +141,25 @@ fn toy_images(n: usize, flip_from: usize, rng: &mut StdRng) -> zoo_data::ImageDa
 #[test]
 fn warmup_steps_are_plain_then_l2rw_starts() {
     use zoo::l2rw::Method;
-    use zoo::reweight::{OptConfig, ReweightTask, TaskData};
     use zoo::runner::{EpochTask, StepMonitor};
-    let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(3);
     let train = toy_images(40, 30, &mut rng);
     let meta = toy_images(8, 8, &mut rng);
     let test = toy_images(8, 8, &mut rng);
     let flagged: Vec<bool> = (0..40).map(|i| i >= 30).collect();
-    let opt = OptConfig {
-        steps: 4,
-        rounds: 2,
-        eval_every_rounds: 1,
-        batch_size: 10,
-        meta_batch: Some(4),
-        lr: 0.1,
-        milestones: vec![],
-        gamma: 0.1,
-        momentum: 0.9,
-        weight_decay: 5e-4,
-        warmup_steps: 2,
-    };
+    let opt = crate::reweight_core::toy_opt(4, 10, 2);
     let params_after =
         |method: Method, rounds: usize| -> (Vec<Vec<f32>>, Vec<zoo::runner::Metrics>) {
-            let model = Mlp::new(
-                MlpConfig::new(&[108, 8, 2]),
-                &mut StdRng::seed_from_u64(5),
-                &dev,
-            )
-            .unwrap();
-            let data = TaskData {
-                train: &train,
-                flagged: &flagged,
-                meta: &meta,
-                test: &test,
-                norm: zoo_data::Normalize::new(vec![0.5; 3], vec![0.25; 3]).unwrap(),
-                augment: zoo_data::Augment::None,
-            };
             let rule = method.rule(AllZero::ZeroStep, &train.class_counts());
-            let mut task = ReweightTask::new(Box::new(model), rule, &opt, data, 7).unwrap();
+            let data = (&train, flagged.as_slice(), &meta, &test);
+            let mut task = crate::reweight_core::toy_task(data, &[108, 8, 2], 5, rule, &opt);
             let mut monitor = StepMonitor::detached(0, 0);
             let mut metrics = Vec::new();
             for r in 0..rounds {
                 let mut rng = StdRng::seed_from_u64(100 + r as u64);
                 metrics.push(task.train_epoch(r, &mut rng, &mut monitor).unwrap());
             }
-            let p = task
-                .model()
-                .store()
-                .vars()
-                .values()
-                .map(|v| {
-                    v.as_tensor()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f32>()
-                        .unwrap()
-                })
-                .collect();
-            (p, metrics)
+            (crate::reweight_core::params(&task), metrics)
         };
     let (plain1, _) = params_after(Method::Plain, 1);
     let (l2rw1, m1) = params_after(Method::L2rw, 1);

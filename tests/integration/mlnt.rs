@@ -302,13 +302,7 @@ fn smoke_preset_end_to_end() {
             "no {m} row: {names:?}"
         );
     }
-    for r in rows {
-        let v = r["ours"]["mean"].as_f64().unwrap();
-        assert!(v.is_finite(), "{}: {v}", r["name"]);
-        if r["unit"] == "% test accuracy" {
-            assert!((0.0..=100.0).contains(&v), "{}: {v}", r["name"]);
-        }
-    }
+    crate::common::assert_rows_in_range(rows);
     let results = read_json(&out.join("results.json"));
     // ce, mlnt, mlnt_fo, and the second iteration of each (CE's: the ablation).
     assert_eq!(results.as_array().unwrap().len(), 6);

@@ -63,13 +63,7 @@ fn smoke_preset_end_to_end() {
         })
         .unwrap();
     assert_eq!(ce["paper"]["value"].as_f64(), Some(68.07));
-    for r in rows {
-        let v = r["ours"]["mean"].as_f64().unwrap();
-        assert!(v.is_finite(), "{}: {v}", r["name"]);
-        if r["unit"] == "% test accuracy" {
-            assert!((0.0..=100.0).contains(&v), "{}: {v}", r["name"]);
-        }
-    }
+    crate::common::assert_rows_in_range(rows);
     let results = read_json(&out.join("results.json"));
     let results = results.as_array().unwrap();
     // 5 methods × 2 parts, one seed: the second invocation kept the first one's results.
