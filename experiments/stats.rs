@@ -60,42 +60,39 @@ pub fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
 }
 
+/// Modified Lentz's floor: `v`, or `TINY` where `|v| < TINY`.
+fn lentz_floor(v: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    if v.abs() < TINY {
+        TINY
+    } else {
+        v
+    }
+}
+
+/// One modified-Lentz update of `(c, d)` with the coefficient `aa`; `h` is then multiplied by
+/// `d·c` of the returned pair.
+fn lentz_step(aa: f64, c: f64, d: f64) -> (f64, f64) {
+    let d = lentz_floor(1.0 + aa * d);
+    let c = lentz_floor(1.0 + aa / c);
+    (c, 1.0 / d)
+}
+
 /// Continued fraction for the incomplete beta function (modified Lentz).
 fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
-    const TINY: f64 = 1e-300;
     const EPS: f64 = 1e-15;
     let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
     let mut c = 1.0;
-    let mut d = 1.0 - qab * x / qap;
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
+    let mut d = 1.0 / lentz_floor(1.0 - qab * x / qap);
     let mut h = d;
     for m in 1..=10_000 {
         let m = m as f64;
         let m2 = 2.0 * m;
         let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
+        (c, d) = lentz_step(aa, c, d);
         h *= d * c;
         let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
+        (c, d) = lentz_step(aa, c, d);
         let del = d * c;
         h *= del;
         if (del - 1.0).abs() < EPS {
