@@ -13,7 +13,7 @@ use crate::init::Init;
 use crate::layers::{self, Builder};
 use crate::ops;
 use crate::params::{ParamSet, ParamStore};
-use candle_core::{bail, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use rand::rngs::StdRng;
 
 /// Configuration of a [`DenseNet40`] (any depth 3n+4 is accepted).
@@ -57,9 +57,8 @@ impl DenseNet40 {
     /// Builds the network, drawing weights from `rng`.
     pub fn new(cfg: DenseNetConfig, rng: &mut StdRng, device: &Device) -> Result<Self> {
         let n = super::blocks_per_stage("DenseNet", cfg.depth, 3, 4, "40 for DenseNet-40")?;
-        if cfg.growth == 0 || cfg.num_classes == 0 || cfg.in_channels == 0 {
-            bail!("DenseNet: growth, num_classes and in_channels must be non-zero")
-        }
+        let sizes = [("growth", cfg.growth), ("num_classes", cfg.num_classes)];
+        super::check_nonzero("DenseNet", &sizes, cfg.in_channels)?;
         super::check_dropout("DenseNet", cfg.dropout)?;
         let kn = Init::KaimingNormalFanOut;
         let mut b = Builder::new(device, rng);
@@ -77,14 +76,7 @@ impl DenseNet40 {
                 b.conv(&format!("trans{blk}.conv1"), c, c, 1, 1, kn)?;
             }
         }
-        b.bn("bn1", c)?;
-        b.linear(
-            "fc",
-            c,
-            cfg.num_classes,
-            Init::PytorchDefault,
-            Some(Init::Constant(0.0)),
-        )?;
+        super::bn_fc_head(&mut b, c, cfg.num_classes)?;
         Ok(Self {
             cfg,
             n,

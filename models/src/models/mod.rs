@@ -75,3 +75,30 @@ fn check_dropout(model: &str, p: f64) -> Result<()> {
     }
     Ok(())
 }
+
+/// Rejects a zero among the named `sizes` and `in_channels`:
+/// "{model}: a, b and in_channels must be non-zero".
+fn check_nonzero(model: &str, sizes: &[(&str, usize)], in_channels: usize) -> Result<()> {
+    if in_channels == 0 || sizes.iter().any(|&(_, v)| v == 0) {
+        let names: Vec<&str> = sizes.iter().map(|&(name, _)| name).collect();
+        bail!(
+            "{model}: {} and in_channels must be non-zero",
+            names.join(", ")
+        )
+    }
+    Ok(())
+}
+
+/// The head of the pre-activation networks (DenseNet, WideResNet): a final batch norm `bn1` on
+/// `c` channels and the linear layer `fc` to `num_classes` (PyTorch's default weights, zero bias).
+fn bn_fc_head(b: &mut crate::layers::Builder, c: usize, num_classes: usize) -> Result<()> {
+    b.bn("bn1", c)?;
+    let zero = crate::init::Init::Constant(0.0);
+    b.linear(
+        "fc",
+        c,
+        num_classes,
+        crate::init::Init::PytorchDefault,
+        Some(zero),
+    )
+}

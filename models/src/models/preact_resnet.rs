@@ -9,7 +9,7 @@ use crate::init::Init;
 use crate::layers::{self, Builder};
 use crate::ops;
 use crate::params::{ParamSet, ParamStore};
-use candle_core::{bail, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use rand::rngs::StdRng;
 
 /// Configuration of a [`PreActResNet18`].
@@ -43,9 +43,8 @@ const PLANES: [usize; 4] = [64, 128, 256, 512];
 impl PreActResNet18 {
     /// Builds the network, drawing weights from `rng`.
     pub fn new(cfg: PreActResNetConfig, rng: &mut StdRng, device: &Device) -> Result<Self> {
-        if cfg.num_classes == 0 || cfg.in_channels == 0 {
-            bail!("PreActResNet18: num_classes and in_channels must be non-zero")
-        }
+        let sizes = [("num_classes", cfg.num_classes)];
+        super::check_nonzero("PreActResNet18", &sizes, cfg.in_channels)?;
         let d = Init::PytorchDefault;
         let mut b = Builder::new(device, rng);
         b.conv("conv1", cfg.in_channels, 64, 3, 1, d)?;

@@ -9,7 +9,7 @@ use crate::init::Init;
 use crate::layers::{self, Builder};
 use crate::ops;
 use crate::params::{ParamSet, ParamStore};
-use candle_core::{bail, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use rand::rngs::StdRng;
 
 /// Configuration of a [`ResNetCifar`].
@@ -48,9 +48,11 @@ impl ResNetCifar {
     /// Builds the network, drawing weights from `rng`.
     pub fn new(cfg: ResNetCifarConfig, rng: &mut StdRng, device: &Device) -> Result<Self> {
         let n = super::blocks_per_stage("ResNetCifar", cfg.depth, 6, 2, "8, 20, 32, 56, …")?;
-        if cfg.num_classes == 0 || cfg.in_channels == 0 {
-            bail!("ResNetCifar: num_classes and in_channels must be non-zero")
-        }
+        super::check_nonzero(
+            "ResNetCifar",
+            &[("num_classes", cfg.num_classes)],
+            cfg.in_channels,
+        )?;
         let kn = Init::KaimingNormalFanIn;
         let mut b = Builder::new(device, rng);
         b.conv("conv1", cfg.in_channels, 16, 3, 1, kn)?;

@@ -9,7 +9,7 @@ use crate::init::Init;
 use crate::layers::{self, Builder};
 use crate::ops;
 use crate::params::{ParamSet, ParamStore};
-use candle_core::{bail, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use rand::rngs::StdRng;
 
 /// Configuration of a [`WideResNet`].
@@ -53,9 +53,11 @@ impl WideResNet {
     /// Builds the network, drawing weights from `rng`.
     pub fn new(cfg: WideResNetConfig, rng: &mut StdRng, device: &Device) -> Result<Self> {
         let n = super::blocks_per_stage("WideResNet", cfg.depth, 6, 4, "10, 16, 28, 40, …")?;
-        if cfg.widen_factor == 0 || cfg.num_classes == 0 || cfg.in_channels == 0 {
-            bail!("WideResNet: widen_factor, num_classes and in_channels must be non-zero")
-        }
+        let sizes = [
+            ("widen_factor", cfg.widen_factor),
+            ("num_classes", cfg.num_classes),
+        ];
+        super::check_nonzero("WideResNet", &sizes, cfg.in_channels)?;
         super::check_dropout("WideResNet", cfg.dropout)?;
         let k = cfg.widen_factor;
         let widths = [16, 16 * k, 32 * k, 64 * k];
@@ -76,14 +78,7 @@ impl WideResNet {
                 }
             }
         }
-        b.bn("bn1", widths[3])?;
-        b.linear(
-            "fc",
-            widths[3],
-            cfg.num_classes,
-            Init::PytorchDefault,
-            Some(Init::Constant(0.0)),
-        )?;
+        super::bn_fc_head(&mut b, widths[3], cfg.num_classes)?;
         Ok(Self {
             cfg,
             n,
