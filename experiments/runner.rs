@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -752,7 +752,7 @@ fn check_finite(state: &TaskState, monitor: &StepMonitor) -> Result<()> {
         if !t.dtype().is_float() {
             continue;
         }
-        let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let v = zoo_models::readout::vec_f64(t)?;
         if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
             monitor.check(&format!("tensor {name}"), *bad)?;
         }
