@@ -618,6 +618,22 @@ fn escape_cell(s: &str) -> String {
 /// `readme` with [`status_table`] of `root`, so the README's status is the summaries', never
 /// typed. The rest of the file is untouched; a file without the markers is an error.
 pub fn write_status_block(readme: &Path, root: &Path) -> Result<()> {
+    let (text, new) = status_block(readme, root)?;
+    if new != text {
+        atomic_write(readme, new.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Whether `readme`'s status block is the one [`write_status_block`] would write (for CI:
+/// a results folder committed without regenerating the block fails).
+pub fn status_block_is_current(readme: &Path, root: &Path) -> Result<bool> {
+    let (text, new) = status_block(readme, root)?;
+    Ok(new == text)
+}
+
+/// `readme`'s text and the text with its status block regenerated.
+fn status_block(readme: &Path, root: &Path) -> Result<(String, String)> {
     let text =
         std::fs::read_to_string(readme).with_context(|| format!("reading {}", readme.display()))?;
     let (Some(b), Some(e)) = (text.find(STATUS_BEGIN), text.find(STATUS_END)) else {
@@ -639,5 +655,5 @@ pub fn write_status_block(readme: &Path, root: &Path) -> Result<()> {
         status_table(root)?,
         &text[e..]
     );
-    atomic_write(readme, new.as_bytes())
+    Ok((text, new))
 }

@@ -25,6 +25,10 @@ struct Args {
     /// `<!-- report:status:end -->` become a table of every results folder.
     #[arg(long, value_name = "FILE", conflicts_with = "verify")]
     readme: Option<PathBuf>,
+    /// With `--readme`: write nothing, exit with status 1 if the block is not what the
+    /// summaries give (CI).
+    #[arg(long, requires = "readme")]
+    check: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +44,18 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(readme) = &args.readme {
+        if args.check {
+            if !zoo::report::status_block_is_current(readme, &args.results)? {
+                eprintln!(
+                    "error: the status block of {} is not what the summaries give: run `cargo \
+                     run --bin report -- --readme {}` and commit it",
+                    readme.display(),
+                    readme.display()
+                );
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
         zoo::report::write_status_block(readme, &args.results)?;
         tracing::info!("rewrote the status block of {}", readme.display());
         return Ok(());

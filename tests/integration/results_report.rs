@@ -657,9 +657,13 @@ fn the_readme_status_block_is_generated_from_the_summaries() {
         md.contains(&want) && md.contains("| verified | Setting A: 41.00 ± 1.41;"),
         "{md}"
     );
-    // Rewriting is idempotent; a README without the block is an error, left as it was.
+    // Rewriting is idempotent; a stale block is found; a README without the block is an
+    // error, left as it was.
+    assert!(zoo::report::status_block_is_current(&readme, &results).unwrap());
     write_status_block(&readme, &results).unwrap();
     assert_eq!(std::fs::read_to_string(&readme).unwrap(), md);
+    std::fs::write(&readme, md.replace("| verified |", "| legacy |")).unwrap();
+    assert!(!zoo::report::status_block_is_current(&readme, &results).unwrap());
     std::fs::write(&readme, "# Zoo\n").unwrap();
     let e = write_status_block(&readme, &results).unwrap_err();
     assert!(format!("{e:#}").contains(STATUS_BEGIN));
