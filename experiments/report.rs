@@ -161,7 +161,7 @@ pub struct FolderCheck {
 ///    beside the summary but `summary.json` and `config.json`, and `runs/*.json`), also as a
 ///    percentage (×100) or its complement (100 − 100x), or the mean of a JSON list there;
 ///    else the difference or ratio of two other rows' values of the same seed. A row marked
-///    derived ([`crate::results::Row::derived`]) is exempt from this check (its derivation is
+///    derived ([`crate::results::Row::derived()`]) is exempt from this check (its derivation is
 ///    listed), not from the others. Numbers match to 1e-9 relative. The check is weak for
 ///    small integers (an epoch number matches a count of 3), strong for measured fractions.
 pub fn verify(root: &Path) -> Result<Vec<FolderCheck>> {
