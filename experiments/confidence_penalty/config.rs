@@ -147,21 +147,8 @@ pub struct CpConfig {
 }
 
 impl ExperimentConfig for CpConfig {
-    fn preset(p: Preset) -> Self {
-        match p {
-            Preset::Paper => Self::paper(),
-            Preset::Cpu => Self::cpu(),
-            Preset::Smoke => Self::smoke(),
-        }
-    }
-
-    fn default_seeds(&self) -> Vec<u64> {
-        self.seeds.clone()
-    }
-
-    fn set_seeds(&mut self, seeds: &[u64]) {
-        self.seeds = seeds.to_vec();
-    }
+    crate::preset_constructors!();
+    crate::seeds_in_config!();
 
     fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
         let run = self.tasks.iter().filter(|t| t.run);

@@ -47,7 +47,9 @@ pub fn plan_task(cfg: &CpConfig, task: &TaskConfig, seeds: usize) -> Result<Task
     let spec = zoo_data::spec(&task.dataset)?;
     let train = task.train_limit.unwrap_or(spec.rows.0).min(spec.rows.0);
     let tune_train = train.saturating_sub(task.val_size);
-    let tune_train = task.tune_train_limit.map_or(tune_train, |l| l.min(tune_train));
+    let tune_train = task
+        .tune_train_limit
+        .map_or(tune_train, |l| l.min(tune_train));
     let steps = |n: usize| n.div_ceil(task.sgd.batch_size) * task.sgd.epochs;
     let mut chosen: BTreeMap<Method, Hyper> = BTreeMap::new();
     let mut tuning_runs = 0;

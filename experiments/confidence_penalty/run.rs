@@ -25,7 +25,7 @@ use super::report::{self, MethodResult, SeedMetrics};
 use super::tradeoff;
 use super::trainer::{self, TrainSpec};
 use super::tuning::{self, GridPoint, Tuned, ValScore};
-use crate::plot::{self, Labels, ReliabilityBin};
+use crate::plot::{self, Labels};
 use crate::results::{PaperValue, Row, Summary};
 use crate::runner::Runner;
 use crate::stats;
@@ -286,23 +286,6 @@ struct FirstSeed {
     reliability: zoo_models::metrics::Reliability,
 }
 
-fn entropies(p: &Predictions) -> Vec<f64> {
-    (0..p.len())
-        .map(|i| {
-            p.log_probs(i)
-                .iter()
-                .map(|&lp| {
-                    if lp == f64::NEG_INFINITY {
-                        0.0
-                    } else {
-                        -lp.exp() * lp
-                    }
-                })
-                .sum()
-        })
-        .collect()
-}
-
 /// The whole experiment: every task the config runs, then the summary.
 pub fn run(exp: &Experiment<CpConfig>) -> Result<()> {
     let cfg = &exp.config;
@@ -419,7 +402,7 @@ pub fn run(exp: &Experiment<CpConfig>) -> Result<()> {
                     first.push((
                         t.method,
                         FirstSeed {
-                            entropies: entropies(&p),
+                            entropies: p.entropies(),
                             reliability: rel,
                         },
                     ));
@@ -520,22 +503,10 @@ pub fn run(exp: &Experiment<CpConfig>) -> Result<()> {
             )?;
             summary.plot(name);
             let name = format!("{}_reliability_{}.svg", task.name, tag(m));
-            let bins: Vec<ReliabilityBin> = f
-                .reliability
-                .bins
-                .iter()
-                .map(|b| ReliabilityBin {
-                    lower: b.lower,
-                    upper: b.upper,
-                    confidence: b.confidence,
-                    accuracy: b.accuracy,
-                    count: b.count,
-                })
-                .collect();
             plot::reliability_diagram(
                 &exp.results.path(&name),
                 &format!("{}: {m} (seed {})", task.name, seeds[0]),
-                &bins,
+                &f.reliability.bins,
                 f.reliability.ece,
             )?;
             summary.plot(name);

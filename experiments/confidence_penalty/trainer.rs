@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -130,11 +130,7 @@ pub fn build(spec: TrainSpec<'_>) -> Result<CpTask<'_>> {
         model,
         opt,
         objective: spec.objective,
-        lr: lr_schedule(
-            spec.task,
-            spec.hyper.lr.unwrap_or(s.lr),
-            steps_per_epoch,
-        ),
+        lr: lr_schedule(spec.task, spec.hyper.lr.unwrap_or(s.lr), steps_per_epoch),
         steps_per_epoch,
         task: spec.task,
         train: spec.train,
@@ -192,7 +188,7 @@ impl EpochTask for CpTask<'_> {
             let params = self.model.store().params();
             let logits = self.model.forward(&params, &x, &mut Ctx::train(rng))?;
             let loss = self.objective.loss(&logits, &y, step)?;
-            monitor.step(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)?;
+            monitor.step(zoo_models::readout::scalar_f64(&loss)?)?;
             let grads = zoo_models::backprop::backward(&loss)?;
             self.opt
                 .step(self.model.store(), &grads, self.lr.lr_at(step))?;

@@ -245,15 +245,28 @@ mod tests {
 
     #[test]
     fn grids_and_inheritance() {
-        let task = CpConfig::cpu().tasks[0].clone();
+        let mut task = CpConfig::paper().tasks[0].clone();
+        task.grids.dropout_lr = vec![0.001, 0.05];
         let mut chosen = BTreeMap::new();
         let (c, _) = candidates(m("none"), &task, &chosen).unwrap();
         assert_eq!(c, vec![Hyper::default()]);
         let (c, _) = candidates(m("cp"), &task, &chosen).unwrap();
         assert_eq!(c.len(), task.grids.beta.len());
+        // Dropout searches its rates × its own learning rates; the others keep the task's rate.
+        let (c, _) = candidates(m("dropout"), &task, &chosen).unwrap();
+        assert_eq!(c.len(), task.grids.dropout.len() * 2);
+        assert!(c.iter().all(|h| h.lr.is_some()));
+        assert!(candidates(m("cp"), &task, &chosen)
+            .unwrap()
+            .0
+            .iter()
+            .all(|h| h.lr.is_none()));
         // Without parents, a combination searches the product grid.
         let (c, _) = candidates(m("dropout+cp"), &task, &chosen).unwrap();
-        assert_eq!(c.len(), task.grids.beta.len() * task.grids.dropout.len());
+        assert_eq!(
+            c.len(),
+            task.grids.beta.len() * task.grids.dropout.len() * 2
+        );
         let d = DropoutRates {
             input: 0.2,
             hidden: 0.5,
@@ -262,6 +275,7 @@ mod tests {
             m("dropout"),
             Hyper {
                 dropout: Some(d),
+                lr: Some(0.05),
                 ..Default::default()
             },
         );
@@ -278,6 +292,7 @@ mod tests {
             vec![Hyper {
                 dropout: Some(d),
                 beta: Some(2.0),
+                lr: Some(0.05),
                 ..Default::default()
             }]
         );

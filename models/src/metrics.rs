@@ -229,7 +229,13 @@ impl Predictions {
         if self.is_empty() {
             return 0.0;
         }
-        let s: f64 = (0..self.len())
+        let s: f64 = self.entropies().into_iter().sum();
+        s / self.len() as f64
+    }
+
+    /// The entropy of each example's predictive distribution (nats), in order.
+    pub fn entropies(&self) -> Vec<f64> {
+        (0..self.len())
             .map(|i| {
                 self.log_probs(i)
                     .iter()
@@ -242,8 +248,7 @@ impl Predictions {
                     })
                     .sum::<f64>()
             })
-            .sum();
-        s / self.len() as f64
+            .collect()
     }
 
     /// Expected calibration error and reliability-diagram data (Guo et al. 2017) with `num_bins`
