@@ -97,7 +97,12 @@ fn resume_refuses_a_different_config() {
     Experiment::setup("toy", &common, cfg).unwrap();
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(saved, serde_json::json!({ "epochs": 2, "lr": 0.1 }));
+    // The config's own fields, and the backend the run resolved (recorded so that a resume cannot
+    // switch backends).
+    assert_eq!(
+        saved,
+        serde_json::json!({ "epochs": 2, "lr": 0.1, "backend": "fast" })
+    );
     let (common, cfg) = parse(&[
         "x", "--preset", "smoke", "--out", o, "--resume", "--lr", "0.2",
     ]);
