@@ -153,6 +153,12 @@ pub struct CommonArgs {
     #[arg(long, value_name = "fast|candle")]
     #[serde(default)]
     pub backend: Option<zoo_models::ops::Backend>,
+    /// Print the resolved configuration, the number of runs and steps, and the projected wall
+    /// time on this device (from a few timed steps on synthetic inputs); train, read and write
+    /// nothing.
+    #[arg(long)]
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Top-level config fields `--set` may not change: each has its own flag, whose value would
@@ -281,6 +287,7 @@ impl CommonArgs {
             jobs: None,
             steps: None,
             backend: None,
+            dry_run: false,
         }
     }
 
@@ -364,6 +371,12 @@ pub trait ExperimentConfig: Serialize + DeserializeOwned + Clone + fmt::Debug {
     /// The data it reads, checked before any training.
     fn data_needs(&self) -> Vec<crate::preflight::DataNeed> {
         Vec::new()
+    }
+    /// `--dry-run`: the report of [`crate::dry_run::report`] on this configuration (implement
+    /// [`crate::dry_run::DryRun`] and return `Some(crate::dry_run::report(self, args))`);
+    /// `None`: the binary has no dry run.
+    fn dry_run(&self, _args: &crate::dry_run::DryRunArgs) -> Option<Result<String>> {
+        None
     }
 }
 

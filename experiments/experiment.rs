@@ -58,6 +58,9 @@ pub struct SetupOptions {
     /// Datasets read from another folder than the run's default source, by registry name
     /// (e.g. `l2rw --cifar-dir`).
     pub data_dirs: Vec<(String, PathBuf)>,
+    /// The parts the invocation runs, where a flag outside the configuration chooses them
+    /// (`mwn --parts`): a dry run plans only those. `None`: what the configuration runs.
+    pub parts: Option<Vec<String>>,
 }
 
 impl<C: ExperimentConfig> Experiment<C> {
@@ -70,6 +73,11 @@ impl<C: ExperimentConfig> Experiment<C> {
     /// checks that every data source resolves, then creates and locks the results directory and
     /// writes `config.json`.
     ///
+    /// With `--dry-run` the resolved configuration and the config's
+    /// [`dry_run`](ExperimentConfig::dry_run) report are printed once the configuration and flags
+    /// are valid, and the process ends (status 0) without checking data, touching the output
+    /// folder or training; a binary without a dry run is refused.
+    ///
     /// Order matters: everything is checked before a directory or file is created, so an invalid
     /// run leaves nothing behind. With `--resume` the saved `config.json` must equal the resolved
     /// config but for added seeds and `jobs` (a resumed run with other settings would mix two
@@ -80,6 +88,9 @@ impl<C: ExperimentConfig> Experiment<C> {
         config: C,
         opts: &SetupOptions,
     ) -> Result<Self> {
+        if common.dry_run {
+            return Err(dry_run_and_exit(binary, common, config, opts));
+        }
         crate::results::check_clean_tree(common.allow_dirty)?;
         let (config, common) = Self::resolve(binary, common, config)?;
         config.validate().with_context(|| {
@@ -170,6 +181,56 @@ impl<C: ExperimentConfig> Experiment<C> {
     /// The lock file held on the results directory.
     pub fn lock_file(&self) -> &std::path::Path {
         self.lock.path()
+    }
+}
+
+/// `--dry-run`: resolves and validates as [`Experiment::setup_with`] does, prints the resolved
+/// configuration (with its backend, as `config.json` would hold it) and the dry-run report, and
+/// ends the process with status 0. Returns only an error (invalid configuration or flags, no dry
+/// run in this binary, a failed timing), for the caller to return.
+fn dry_run_and_exit<C: ExperimentConfig>(
+    binary: &str,
+    common: &CommonArgs,
+    config: C,
+    opts: &SetupOptions,
+) -> anyhow::Error {
+    let report = || -> Result<String> {
+        let (config, common) = Experiment::resolve(binary, common, config)?;
+        config.validate().with_context(|| {
+            format!(
+                "invalid configuration for {binary} --preset {}",
+                common.preset
+            )
+        })?;
+        common.validate()?;
+        let device = crate::device(common.cpu)?;
+        let backend = crate::backend::resolve(common.backend, &device)?;
+        zoo_models::ops::set_backend(backend);
+        let mut value = serde_json::to_value(&config)?;
+        crate::backend::record(&mut value, backend);
+        let args = crate::dry_run::DryRunArgs {
+            seeds: common.seeds(),
+            device: &device,
+            parts: opts.parts.as_deref(),
+        };
+        let Some(report) = config.dry_run(&args) else {
+            bail!("--dry-run: {binary} has no dry run yet");
+        };
+        Ok(format!(
+            "{binary} --preset {}: resolved configuration\n{}\n{}",
+            common.preset,
+            serde_json::to_string_pretty(&value)?,
+            report?
+        ))
+    };
+    match report() {
+        Ok(text) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+            std::process::exit(if written.is_ok() { 0 } else { 1 })
+        }
+        Err(e) => e,
     }
 }
 

@@ -16,7 +16,9 @@
 //! }
 //!
 //! fn main() -> anyhow::Result<()> {
-//!     zoo::init_process(); // FIRST statement: sets CANDLE_GRAD_DO_NOT_DETACH before any thread
+//!     // SAFETY: the first statement of main: it sets environment variables (second-order
+//!     // gradients, thread pools) before any thread starts.
+//!     unsafe { zoo::init_process() };
 //!     let args = Args::parse();
 //!     let mut cfg = Config::preset(args.common.preset);
 //!     zoo::apply_overrides!(cfg, args; epochs);
@@ -38,6 +40,7 @@ pub mod cli;
 pub mod confidence_penalty;
 pub mod decouple;
 pub mod distill;
+pub mod dry_run;
 pub mod experiment;
 pub mod identity;
 pub mod l2rw;

@@ -77,7 +77,13 @@ fn peek_flag(args: &[String], flag: &str) -> Option<String> {
 ///    tearing progress bars, in colour only when stderr is a terminal.
 /// 3. Runs [`second_order_self_test`]; on failure prints the reason and exits with status 2, since
 ///    training on would produce wrong numbers without any error.
-pub fn init_process() {
+///
+/// # Safety
+///
+/// It sets environment variables (`std::env::set_var`), which is sound only while no other thread
+/// can read or write the environment: call it as the first statement of `main`, before anything
+/// starts a thread.
+pub unsafe fn init_process() {
     let args: Vec<String> = std::env::args().collect();
     let jobs = peek_flag(&args, "--jobs")
         .and_then(|n| n.parse::<usize>().ok())
@@ -87,7 +93,7 @@ pub fn init_process() {
     if let Some(dir) = peek_flag(&args, "--hf-home") {
         std::env::set_var("HF_HOME", dir);
     }
-    // SAFETY: the binaries call this first in main, while the process has one thread.
+    // SAFETY: our caller guarantees the process still has a single thread (see # Safety).
     unsafe { zoo_models::init_with(&zoo_models::InitOptions { jobs, threads }) };
     // Fix the recorded git revision to the code this process started from.
     let _ = crate::results::git_revision();

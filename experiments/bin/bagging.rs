@@ -45,7 +45,8 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    zoo::init_process();
+    // SAFETY: the first statement of main, before any thread starts.
+    unsafe { zoo::init_process() };
     let args = Args::parse();
     let mut cfg = Config::preset(args.common.preset);
     zoo::apply_overrides!(cfg, args; reps, bags, curve_bags, boost_rounds, bag_pruning, se_rule);

@@ -85,10 +85,6 @@ struct Args {
     /// Also run the CIFAR-10 DenseNet-40 task of the paper preset (days on a CPU).
     #[arg(long)]
     run_cifar: bool,
-    /// Print the resolved configuration, the number of runs and steps per task, and the
-    /// projected wall time on this device (from a few timed steps); train and write nothing.
-    #[arg(long)]
-    dry_run: bool,
 }
 
 fn apply(cfg: &mut CpConfig, args: &Args) -> Result<()> {
@@ -128,11 +124,13 @@ fn apply(cfg: &mut CpConfig, args: &Args) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    zoo::init_process();
+    // SAFETY: the first statement of main, before any thread starts.
+    unsafe { zoo::init_process() };
     let args = Args::parse();
     let mut cfg = CpConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;
-    if args.dry_run {
+    // `--dry-run` (a CommonArgs flag) with this binary's own per-task report.
+    if args.common.dry_run {
         let (cfg, common) = zoo::Experiment::resolve("confidence_penalty", &args.common, cfg)?;
         cfg.validate()?;
         common.validate()?;

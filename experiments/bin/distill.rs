@@ -99,7 +99,8 @@ fn parse_list(flag: &str, list: &str) -> Result<Vec<f64>> {
 }
 
 fn main() -> Result<()> {
-    zoo::init_process();
+    // SAFETY: the first statement of main, before any thread starts.
+    unsafe { zoo::init_process() };
     let args = Args::parse();
     let mut cfg = DistillConfig::preset(args.common.preset);
     if let Some(t) = args.temperature {

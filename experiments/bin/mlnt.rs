@@ -90,7 +90,8 @@ fn apply(cfg: &mut MlntConfig, a: &Args) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    zoo::init_process();
+    // SAFETY: the first statement of main, before any thread starts.
+    unsafe { zoo::init_process() };
     let args = Args::parse();
     let mut cfg = MlntConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;

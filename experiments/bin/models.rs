@@ -128,7 +128,8 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    zoo::init_process();
+    // SAFETY: the first statement of main, before any thread starts.
+    unsafe { zoo::init_process() };
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -60,7 +60,8 @@ fn apply(cfg: &mut MwnConfig, a: &Args) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    zoo::init_process();
+    // SAFETY: the first statement of main, before any thread starts.
+    unsafe { zoo::init_process() };
     let args = Args::parse();
     let mut cfg = MwnConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;
@@ -71,7 +72,11 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| vec![Part::Noise, Part::LongTail]);
     parts.dedup();
     let src = args.common.data_source();
-    let exp = zoo::Experiment::setup("mwn", &args.common, cfg)?;
+    let opts = zoo::experiment::SetupOptions {
+        parts: Some(parts.iter().map(|p| p.as_str().to_string()).collect()),
+        ..Default::default()
+    };
+    let exp = zoo::Experiment::setup_with("mwn", &args.common, cfg, &opts)?;
     let summary = zoo::mwn::run(&exp, &src, &parts)?;
     println!("{}", summary.table_markdown());
     Ok(())

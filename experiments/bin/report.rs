@@ -32,7 +32,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    zoo::init_process();
+    // SAFETY: the first statement of main, before any thread starts.
+    unsafe { zoo::init_process() };
     let args = Args::parse();
     if args.verify {
         let checks = zoo::report::verify(&args.results)?;

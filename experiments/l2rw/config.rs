@@ -142,6 +142,10 @@ impl ExperimentConfig for L2rwConfig {
         needs
     }
 
+    fn dry_run(&self, args: &crate::dry_run::DryRunArgs) -> Option<Result<String>> {
+        Some(crate::dry_run::report(self, args))
+    }
+
     fn validate(&self) -> Result<()> {
         ensure!(!self.seeds.is_empty(), "seeds: give at least one");
         ensure!(

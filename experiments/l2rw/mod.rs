@@ -8,6 +8,7 @@
 //! 4-vs-9 imbalance experiment (Fig. 3), the CIFAR noisy-label experiment (Table 1) and the report.
 
 pub mod config;
+pub mod dry_run;
 pub mod experiment;
 mod report;
 

@@ -13,6 +13,7 @@
 //! round's mentor agrees with.
 
 pub mod config;
+pub mod dry_run;
 pub mod experiment;
 mod report;
 pub mod task;

@@ -185,6 +185,10 @@ impl ExperimentConfig for MwnConfig {
             .collect()
     }
 
+    fn dry_run(&self, args: &crate::dry_run::DryRunArgs) -> Option<Result<String>> {
+        Some(crate::dry_run::report(self, args))
+    }
+
     fn validate(&self) -> Result<()> {
         ensure!(!self.seeds.is_empty(), "seeds: give at least one");
         ensure!(self.jobs >= 1, "jobs must be at least 1");

@@ -10,6 +10,7 @@
 //! core's), on noisy labels (Tables 2–3) and long-tailed CIFAR (Table 1).
 
 pub mod config;
+pub mod dry_run;
 pub mod experiment;
 mod report;
 pub mod task;

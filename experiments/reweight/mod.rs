@@ -5,6 +5,7 @@
 //! to its method and its report.
 
 mod checkpoint;
+pub mod dry_run;
 pub mod net;
 pub mod opt;
 pub mod record;

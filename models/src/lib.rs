@@ -14,8 +14,8 @@ pub mod models;
 pub mod ops;
 pub mod optim;
 pub mod params;
-pub mod readout;
 pub mod process;
+pub mod readout;
 pub mod registry;
 
 pub use classifier::{Classifier, Ctx};
