@@ -19,7 +19,10 @@ rm -rf "$W" && mkdir -p "$W"
 start=$(date +%s)
 
 cargo build --bins --quiet
-BIN=$ROOT/target/debug
+# Cargo's output folder: $CARGO_TARGET_DIR when set (relative to the repository root), else target/.
+TARGET=${CARGO_TARGET_DIR:-target}
+case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
+BIN=$TARGET/debug
 
 export ZOO_SLURM_DIR=$W/cluster
 trap 'scripts/slurm-cluster.sh stop' EXIT
