@@ -9,13 +9,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use zoo_data::{ImageDataset, SourceInfo};
+use rand::SeedableRng;
 
 use super::config::{CpConfig, TaskConfig};
 use super::method::{Hyper, Method, Objective};
 use super::trainer::{self, TrainSpec};
 use super::tuning;
+use crate::dry_run::{hms, synthetic_images};
 use crate::runner::{EpochTask, StepMonitor};
 
 /// Training runs and optimisation steps of one task.
@@ -80,28 +80,9 @@ pub fn seconds_per_step(
 ) -> Result<f64> {
     let spec = zoo_data::spec(&task.dataset)?;
     let b = task.sgd.batch_size;
+    let warm = synthetic_images(&task.dataset, b * warm_up, None, 0)?;
+    let timed_set = synthetic_images(&task.dataset, b * timed, None, 1)?;
     let mut rng = StdRng::seed_from_u64(0);
-    let data = |n: usize, rng: &mut StdRng| ImageDataset {
-        name: task.dataset.clone(),
-        images: (0..n * spec.channels * spec.height * spec.width)
-            .map(|_| rng.random())
-            .collect(),
-        labels: (0..n).map(|i| (i % spec.num_classes()) as u32).collect(),
-        channels: spec.channels,
-        height: spec.height,
-        width: spec.width,
-        num_classes: spec.num_classes(),
-        class_names: spec.class_names.iter().map(|s| s.to_string()).collect(),
-        source: SourceInfo {
-            kind: "synthetic".into(),
-            repo: spec.repo.into(),
-            revision: String::new(),
-            commit: None,
-            files: Vec::new(),
-            paths: Vec::new(),
-        },
-    };
-    let (warm, timed_set) = (data(b * warm_up, &mut rng), data(b * timed, &mut rng));
     let hyper = Hyper {
         dropout: Some(task.default_dropout),
         beta: Some(1.0),
@@ -169,16 +150,6 @@ pub fn report(cfg: &CpConfig, seeds: usize, device: &Device) -> Result<String> {
     Ok(s)
 }
 
-/// `1 h 02 min`, `3 min 05 s`, `12 s`.
-fn hms(seconds: f64) -> String {
-    let s = seconds.round() as u64;
-    match (s / 3600, (s % 3600) / 60, s % 60) {
-        (0, 0, sec) => format!("{sec} s"),
-        (0, m, sec) => format!("{m} min {sec:02} s"),
-        (h, m, _) => format!("{h} h {m:02} min"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,12 +171,5 @@ mod tests {
         let cifar = &cfg.tasks[1];
         let p = plan_task(&cfg, cifar, 5).unwrap();
         assert_eq!(p.final_steps, 1000 * 300);
-    }
-
-    #[test]
-    fn hms_formats() {
-        assert_eq!(hms(12.4), "12 s");
-        assert_eq!(hms(185.0), "3 min 05 s");
-        assert_eq!(hms(3720.0), "1 h 02 min");
     }
 }
