@@ -92,16 +92,12 @@ impl<C: ExperimentConfig> Experiment<C> {
             return Err(dry_run_and_exit(binary, common, config, opts));
         }
         crate::results::check_clean_tree(common.allow_dirty)?;
-        let (config, common) = Self::resolve(binary, common, config)?;
-        config.validate().with_context(|| {
-            format!(
-                "invalid configuration for {binary} --preset {}",
-                common.preset
-            )
-        })?;
-        common.validate()?;
-        let device = crate::device(common.cpu)?;
-        let backend = crate::backend::resolve(common.backend, &device)?;
+        let Resolved {
+            config,
+            common,
+            device,
+            backend,
+        } = Resolved::new(binary, common, config)?;
         let dir_for = |name: &str| {
             opts.data_dirs
                 .iter()
@@ -184,6 +180,36 @@ impl<C: ExperimentConfig> Experiment<C> {
     }
 }
 
+/// What a run and a dry run both start from: the flags and `--set` applied, the configuration
+/// and the flags validated, the device and the backend chosen.
+struct Resolved<C> {
+    config: C,
+    common: CommonArgs,
+    device: candle_core::Device,
+    backend: zoo_models::ops::Backend,
+}
+
+impl<C: ExperimentConfig> Resolved<C> {
+    fn new(binary: &str, common: &CommonArgs, config: C) -> Result<Self> {
+        let (config, common) = Experiment::resolve(binary, common, config)?;
+        config.validate().with_context(|| {
+            format!(
+                "invalid configuration for {binary} --preset {}",
+                common.preset
+            )
+        })?;
+        common.validate()?;
+        let device = crate::device(common.cpu)?;
+        let backend = crate::backend::resolve(common.backend, &device)?;
+        Ok(Self {
+            config,
+            common,
+            device,
+            backend,
+        })
+    }
+}
+
 /// `--dry-run`: resolves and validates as [`Experiment::setup_with`] does, prints the resolved
 /// configuration (with its backend, as `config.json` would hold it) and the dry-run report, and
 /// ends the process with status 0. Returns only an error (invalid configuration or flags, no dry
@@ -195,16 +221,12 @@ fn dry_run_and_exit<C: ExperimentConfig>(
     opts: &SetupOptions,
 ) -> anyhow::Error {
     let report = || -> Result<String> {
-        let (config, common) = Experiment::resolve(binary, common, config)?;
-        config.validate().with_context(|| {
-            format!(
-                "invalid configuration for {binary} --preset {}",
-                common.preset
-            )
-        })?;
-        common.validate()?;
-        let device = crate::device(common.cpu)?;
-        let backend = crate::backend::resolve(common.backend, &device)?;
+        let Resolved {
+            config,
+            common,
+            device,
+            backend,
+        } = Resolved::new(binary, common, config)?;
         zoo_models::ops::set_backend(backend);
         let mut value = serde_json::to_value(&config)?;
         crate::backend::record(&mut value, backend);

@@ -413,19 +413,19 @@ fn missing_ids(missing: &[String]) -> String {
     ids.into_iter().collect::<Vec<_>>().join(",")
 }
 
-/// Runs what `args` asks of `exp` (see the module doc). Returns the summary when this
+/// Runs what `args` asks of `runs`, the plan of experiment `run` (see the module doc): its run
+/// files go to `run`'s results folder under its configuration. Returns the summary when this
 /// invocation wrote one (a whole run, or `--summarise`).
-pub fn drive<E: Planned>(
-    exp: &mut E,
-    out: &Path,
-    config: &impl Serialize,
+pub fn drive<E: Planned, C: ExperimentConfig>(
+    runs: &mut E,
+    run: &Experiment<C>,
     args: &PlanArgs,
-    resume: bool,
 ) -> Result<Option<Summary>> {
-    let plan = exp.plan()?;
-    let store = RunStore::new(out, config)?;
+    let resume = run.common.resume;
+    let plan = runs.plan()?;
+    let store = RunStore::new(run.results.root(), &run.config)?;
     let Some(chosen) = selection(&plan, args, &store)? else {
-        return summarise_present(exp, &plan, &store).map(Some);
+        return summarise_present(runs, &plan, &store).map(Some);
     };
     if !args.partial() && !resume {
         // A whole run starts over: no run file of an earlier invocation may count.
@@ -435,7 +435,7 @@ pub fn drive<E: Planned>(
     for (k, r) in chosen.iter().enumerate() {
         tracing::info!("run {}/{total}: {} ({})", k + 1, r.id, r.what);
         crate::results::note_training();
-        let v = exp
+        let v = runs
             .run(&r.id, &store)
             .with_context(|| format!("run {}", r.id))?;
         store.write(&r.id, v)?;
@@ -449,11 +449,11 @@ pub fn drive<E: Planned>(
         tracing::info!(
             "{total} run(s) done; {present} of {} present in {} (--summarise when all are)",
             plan.runs().len(),
-            out.display()
+            run.results.root().display()
         );
         return Ok(None);
     }
-    exp.summarise(&store).map(Some)
+    runs.summarise(&store).map(Some)
 }
 
 /// Ids of the plan's runs that are not present.

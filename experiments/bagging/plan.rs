@@ -131,13 +131,7 @@ pub fn run(exp: &Experiment<Config>) -> Result<Summary> {
 
 /// Does what the plan flags ask (see [`crate::plan`]); the summary if this invocation wrote one.
 pub fn drive(exp: &Experiment<Config>, args: &PlanArgs) -> Result<Option<Summary>> {
-    crate::plan::drive(
-        &mut BaggingRuns::new(exp),
-        exp.results.root(),
-        &exp.config,
-        args,
-        exp.common.resume,
-    )
+    crate::plan::drive(&mut BaggingRuns::new(exp), exp, args)
 }
 
 #[cfg(test)]

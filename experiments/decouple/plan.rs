@@ -156,13 +156,7 @@ pub fn run(exp: &Experiment<DecoupleConfig>) -> Result<Summary> {
 
 /// Does what the plan flags ask (see [`crate::plan`]); the summary if this invocation wrote one.
 pub fn drive(exp: &Experiment<DecoupleConfig>, args: &PlanArgs) -> Result<Option<Summary>> {
-    crate::plan::drive(
-        &mut DecoupleRuns::new(exp),
-        exp.results.root(),
-        &exp.config,
-        args,
-        exp.common.resume,
-    )
+    crate::plan::drive(&mut DecoupleRuns::new(exp), exp, args)
 }
 
 #[cfg(test)]

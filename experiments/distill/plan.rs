@@ -111,13 +111,7 @@ pub fn drive(
     args: &PlanArgs,
 ) -> Result<Option<Summary>> {
     let mut runs = DistillRuns::new(exp, teacher_path);
-    crate::plan::drive(
-        &mut runs,
-        exp.results.root(),
-        &exp.config,
-        args,
-        exp.common.resume,
-    )
+    crate::plan::drive(&mut runs, exp, args)
 }
 
 /// Data loaded once per process, and the teacher's logits once a student needs them.
