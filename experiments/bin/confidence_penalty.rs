@@ -17,7 +17,7 @@ use clap::Parser;
 use zoo::cli::CommonArgs;
 use zoo::confidence_penalty::config::CpConfig;
 use zoo::confidence_penalty::method::{parse_methods, Method};
-use zoo::confidence_penalty::{dry_run, run};
+use zoo::confidence_penalty::run;
 use zoo::ExperimentConfig;
 
 /// A comma-separated list of numbers (one clap value).
@@ -129,16 +129,6 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let mut cfg = CpConfig::preset(args.common.preset);
     apply(&mut cfg, &args)?;
-    // `--dry-run` (a CommonArgs flag) with this binary's own per-task report.
-    if args.common.dry_run {
-        let (cfg, common) = zoo::Experiment::resolve("confidence_penalty", &args.common, cfg)?;
-        cfg.validate()?;
-        common.validate()?;
-        println!("{}", serde_json::to_string_pretty(&cfg)?);
-        let device = zoo::device(common.cpu)?;
-        print!("{}", dry_run::report(&cfg, cfg.seeds.len(), &device)?);
-        return Ok(());
-    }
     let exp = zoo::Experiment::setup("confidence_penalty", &args.common, cfg)?;
     run::run(&exp)
 }

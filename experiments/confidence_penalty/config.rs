@@ -159,6 +159,11 @@ impl ExperimentConfig for CpConfig {
     fn validate(&self) -> Result<()> {
         self.check()
     }
+
+    /// This binary's own per-task report (tuning and final runs), on the shared `--dry-run` path.
+    fn dry_run(&self, args: &crate::dry_run::DryRunArgs) -> Option<Result<String>> {
+        Some(super::dry_run::report(self, args.seeds.len(), args.device))
+    }
 }
 
 fn all_methods() -> Vec<Method> {

@@ -63,3 +63,18 @@ fn mlnt_dry_run_counts_the_second_iterations() {
     assert!(s.contains("cifar: 6 runs, 24 steps"), "{s}");
     assert!(s.contains("round 2"), "{s}");
 }
+
+#[test]
+fn confidence_penalty_dry_run_counts_tuning_and_final_runs() {
+    let s = dry_run(
+        "confidence_penalty",
+        env!("CARGO_BIN_EXE_confidence_penalty"),
+        &[],
+    );
+    // Smoke: β is the only grid with two points (tune_single_points is off); 9 methods × 2 seeds
+    // final runs on 1,500 images in batches of 100 for 3 epochs, tuning on the first 1,000.
+    assert!(
+        s.contains("2 tuning runs × 30 steps + 18 final runs × 45 steps = 870 steps"),
+        "{s}"
+    );
+}
